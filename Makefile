@@ -1,0 +1,54 @@
+# The tutorial's top-level Makefile.  `make help` lists the targets.
+
+STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
+LAST := $(lastword $(STEPS))
+TOOLS := test/echoclient
+BATS_FLAGS ?=
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)))
+
+# The test tools are plain C with no library; they use the chapters' flags.
+TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
+	-D_POSIX_C_SOURCE=200809L $(if $(filter 1,$(WERROR)),-Werror)
+
+all: deps-build
+	@for s in $(STEPS); do $(MAKE) -C $$s || exit 1; done
+
+help:
+	@echo "make              build every chapter ($(STEPS))"
+	@echo "make run          build and run the final server ($(LAST)) on port 5555"
+	@echo "make test         run every chapter's tests; STEP=N for one chapter"
+	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
+	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
+	@echo "                  cppcheck, sanitizers, valgrind"
+	@echo "make clean        remove what the build made"
+
+run: deps-build
+	$(MAKE) -C $(LAST)
+	./$(LAST)/echoserver -p 5555
+
+test: deps-test all $(TOOLS)
+	bats $(BATS_FLAGS) $(TEST_FILES)
+
+test/%: test/%.c
+	$(CC) $(TOOL_CFLAGS) -o $@ $<
+
+diff:
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=N TO=M"; exit 2; }
+	@from=$$(ls -d step$(FROM)-* 2>/dev/null); to=$$(ls -d step$(TO)-* 2>/dev/null); \
+	test -n "$$from" -a -n "$$to" || { echo "no step $(FROM) or $(TO) here"; exit 2; }; \
+	diff -ruN -x '*.o' -x echoserver -x workqueue_demo -x README.md "$$from" "$$to" || true
+
+check: deps-test all $(TOOLS)
+	bash test/check.sh $(STEPS)
+
+clean:
+	@for s in $(STEPS); do $(MAKE) -C $$s clean; done
+	rm -f $(TOOLS)
+
+deps-build:
+	@bash test/deps.sh build
+
+deps-test:
+	@bash test/deps.sh test
+
+.PHONY: all help run test diff check clean deps-build deps-test

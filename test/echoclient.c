@@ -1,0 +1,416 @@
+/*
+ * echoclient: the test client the chapters' tests drive an echo server with.
+ *
+ * It opens one or more connections, sends pseudo-random data that it can
+ * regenerate from (connection, offset), and checks that every byte comes
+ * back in order.  Every wait is bounded by -T; it exits 0 when all checks
+ * pass, 1 on a mismatch or lost bytes, 2 on a usage error and 3 on a timeout.
+ */
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK 65536
+
+/* What the connections do; see usage(). */
+enum mode { STREAM, HALFCLOSE, CLIENTS, NOREAD, LATEREAD, RST };
+
+/* One connection and how far it has got. */
+struct conn {
+	int fd;
+	uint64_t seed;
+	size_t total; /* bytes to send, and so to receive */
+	size_t sent;
+	size_t received;
+	int shut; /* our write side is shut down */
+	int done;
+};
+
+static const char *addr = "127.0.0.1";
+static const char *port;
+static long timeout_ms = 30000;
+static long stall_ms = 500;
+static int rcvbuf;
+static long read_delay_ms;
+
+/* Milliseconds on a clock that never jumps. */
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* splitmix64: a good 64-bit mix, so any offset's byte can be recomputed. */
+static uint64_t
+mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* Fill buf with the bytes a connection with this seed sends at offset off. */
+static void
+fill(uint64_t seed, size_t off, unsigned char *buf, size_t len)
+{
+	uint64_t word = mix(seed ^ (off >> 3));
+	size_t i;
+
+	for (i = 0; i < len; i++, off++) {
+		if (i > 0 && (off & 7) == 0)
+			word = mix(seed ^ (off >> 3));
+		buf[i] = (unsigned char)(word >> (8 * (off & 7)));
+	}
+}
+
+/* Connect to the server; the socket is non-blocking once connected. */
+static int
+dial(void)
+{
+	struct addrinfo hints, *ai;
+	int fd, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0)
+		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
+	if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
+		err(1, "socket");
+	/* A small receive buffer makes the server's echo back up sooner. */
+	if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+				     sizeof(rcvbuf)) == -1)
+		err(1, "setsockopt SO_RCVBUF");
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1)
+		err(1, "connect to %s port %s", addr, port);
+	freeaddrinfo(ai);
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
+		err(1, "fcntl");
+	return fd;
+}
+
+/* Send what the socket takes now; return the number of bytes sent. */
+static size_t
+send_some(struct conn *c)
+{
+	unsigned char buf[CHUNK];
+	size_t len, before = c->sent;
+	ssize_t n;
+
+	while (c->sent < c->total) {
+		len = c->total - c->sent < CHUNK ? c->total - c->sent : CHUNK;
+		fill(c->seed, c->sent, buf, len);
+		if ((n = write(c->fd, buf, len)) == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			err(1, "write");
+		}
+		c->sent += (size_t)n;
+		if ((size_t)n < len)
+			break;
+	}
+	return c->sent - before;
+}
+
+/* Read what has arrived and check it; return 0 at EOF, 1 otherwise. */
+static int
+receive_some(struct conn *c)
+{
+	unsigned char buf[CHUNK], want[CHUNK];
+	ssize_t n;
+
+	for (;;) {
+		if ((n = read(c->fd, buf, sizeof(buf))) == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 1;
+			err(1, "read after %zu of %zu bytes", c->received,
+			    c->total);
+		}
+		if (n == 0)
+			return 0;
+		if (c->received + (size_t)n > c->total)
+			errx(1, "received %zu bytes more than were sent",
+			     c->received + (size_t)n - c->total);
+		fill(c->seed, c->received, want, (size_t)n);
+		if (memcmp(buf, want, (size_t)n) != 0)
+			errx(1, "mismatch in bytes %zu..%zu", c->received,
+			     c->received + (size_t)n);
+		c->received += (size_t)n;
+		if (read_delay_ms > 0) {
+			/* A slow reader: the server's echo backs up. */
+			poll(NULL, 0, (int)read_delay_ms);
+			return 1;
+		}
+	}
+}
+
+/*
+ * Run every connection until it has got all its bytes back: send while
+ * there is something to send (unless reading is all that is left), read
+ * whatever arrives.  With half, shut the write side down after the last byte
+ * and require the echo to be complete before EOF.
+ */
+static void
+run(struct conn *conns, size_t nconn, int half, long deadline)
+{
+	struct pollfd *pfd;
+	size_t i, left = nconn;
+	int rc;
+
+	if ((pfd = calloc(nconn, sizeof(*pfd))) == NULL)
+		err(1, "calloc");
+	while (left > 0) {
+		long wait = deadline - now_ms();
+
+		for (i = 0; i < nconn; i++) {
+			struct conn *c = &conns[i];
+
+			if (half && c->sent == c->total && !c->shut) {
+				if (shutdown(c->fd, SHUT_WR) == -1)
+					err(1, "shutdown");
+				c->shut = 1;
+			}
+			pfd[i].fd = c->done ? -1 : c->fd;
+			pfd[i].events = POLLIN;
+			if (c->sent < c->total)
+				pfd[i].events |= POLLOUT;
+		}
+		if (wait <= 0)
+			break;
+		if ((rc = poll(pfd, nconn, (int)wait)) == -1) {
+			if (errno == EINTR)
+				continue;
+			err(1, "poll");
+		}
+		for (i = 0; i < nconn && rc > 0; i++) {
+			struct conn *c = &conns[i];
+
+			if (pfd[i].revents == 0)
+				continue;
+			if (pfd[i].revents & POLLOUT)
+				send_some(c);
+			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+				if (receive_some(c) == 0) {
+					if (c->received < c->total)
+						errx(1,
+						     "EOF after %zu of %zu "
+						     "bytes: %zu lost",
+						     c->received, c->total,
+						     c->total - c->received);
+					if (!half)
+						errx(1, "EOF before close");
+					c->done = 1;
+					left--;
+				}
+			}
+			if (!half && !c->done && c->received == c->total) {
+				c->done = 1;
+				left--;
+			}
+		}
+	}
+	free(pfd);
+	if (left > 0) {
+		for (i = 0; i < nconn; i++)
+			if (!conns[i].done)
+				break;
+		fprintf(stderr,
+			"echoclient: timeout: %zu of %zu connections "
+			"unfinished; the first sent %zu and got back %zu of "
+			"%zu bytes\n",
+			left, nconn, conns[i].sent, conns[i].received,
+			conns[i].total);
+		exit(3);
+	}
+}
+
+/* Send without reading until the server stops taking data; return the count. */
+static size_t
+push_unread(struct conn *c, long deadline)
+{
+	struct pollfd pfd;
+	long last = now_ms();
+
+	while (c->sent < c->total && now_ms() - last < stall_ms &&
+	       now_ms() < deadline) {
+		pfd.fd = c->fd;
+		pfd.events = POLLOUT;
+		if (poll(&pfd, 1, 50) == -1 && errno != EINTR)
+			err(1, "poll");
+		if (send_some(c) > 0)
+			last = now_ms();
+	}
+	return c->sent;
+}
+
+/* Parse a non-negative size, with an optional K or M suffix. */
+static size_t
+parse_size(const char *s)
+{
+	char *end;
+	unsigned long long n;
+
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (end == s || errno != 0 || *s == '-')
+		errx(2, "not a size: %s", s);
+	if (*end == 'K' || *end == 'k')
+		n <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		n <<= 20, end++;
+	if (*end != '\0')
+		errx(2, "not a size: %s", s);
+	return (size_t)n;
+}
+
+/* Print the usage to stderr and exit 2. */
+static void
+usage(void)
+{
+	fprintf(stderr,
+		"usage: echoclient [-a addr] -p port [-d ms] [-r bytes] [-S "
+		"ms]\n"
+		"                  [-T ms] mode args\n"
+		"  stream BYTES       send and read at once; check every byte\n"
+		"  halfclose BYTES    send, shut down writing, read to EOF\n"
+		"  clients N BYTES    N connections at once, each halfclose\n"
+		"  noread BYTES       send without reading until the server "
+		"stops\n"
+		"                     taking data (-S ms), then read it all "
+		"back\n"
+		"  lateread BYTES     send up to BYTES without reading until "
+		"the server\n"
+		"                     stops taking data, shut down writing, "
+		"then read\n"
+		"  rst BYTES          send, then reset without reading\n"
+		"  -d ms     pause this long after each read\n"
+		"  -r bytes  receive buffer size (SO_RCVBUF)\n"
+		"  -S ms     how long noread waits for a write to go through\n"
+		"  -T ms     give up after this long (default 30000)\n");
+	exit(2);
+}
+
+/* Parse the options and run the mode. */
+int
+main(int argc, char *argv[])
+{
+	struct conn *conns;
+	struct linger lg;
+	enum mode mode;
+	size_t i, nconn = 1, bytes;
+	long deadline;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "a:d:p:r:S:T:")) != -1) {
+		switch (ch) {
+		case 'a':
+			addr = optarg;
+			break;
+		case 'd':
+			read_delay_ms = (long)parse_size(optarg);
+			break;
+		case 'p':
+			port = optarg;
+			break;
+		case 'r':
+			rcvbuf = (int)parse_size(optarg);
+			break;
+		case 'S':
+			stall_ms = (long)parse_size(optarg);
+			break;
+		case 'T':
+			timeout_ms = (long)parse_size(optarg);
+			break;
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (port == NULL || argc < 2)
+		usage();
+	if (strcmp(argv[0], "stream") == 0)
+		mode = STREAM;
+	else if (strcmp(argv[0], "halfclose") == 0)
+		mode = HALFCLOSE;
+	else if (strcmp(argv[0], "noread") == 0)
+		mode = NOREAD;
+	else if (strcmp(argv[0], "lateread") == 0)
+		mode = LATEREAD;
+	else if (strcmp(argv[0], "rst") == 0)
+		mode = RST;
+	else if (strcmp(argv[0], "clients") == 0 && argc == 3) {
+		mode = CLIENTS;
+		nconn = parse_size(argv[1]);
+		argv++;
+	} else
+		usage();
+	bytes = parse_size(argv[1]);
+
+	signal(SIGPIPE, SIG_IGN);
+	deadline = now_ms() + timeout_ms;
+	if ((conns = calloc(nconn, sizeof(*conns))) == NULL)
+		err(1, "calloc");
+	for (i = 0; i < nconn; i++) {
+		conns[i].fd = dial();
+		conns[i].seed = mix(i + 1) ^ (uint64_t)getpid();
+		conns[i].total = bytes;
+	}
+
+	switch (mode) {
+	case STREAM:
+		run(conns, 1, 0, deadline);
+		break;
+	case HALFCLOSE:
+	case CLIENTS:
+		run(conns, nconn, 1, deadline);
+		break;
+	case NOREAD:
+		printf("sent unread: %zu\n", push_unread(&conns[0], deadline));
+		fflush(stdout);
+		run(conns, 1, 1, deadline);
+		break;
+	case LATEREAD:
+		/* What the server took before it stopped is all we send. */
+		conns[0].total = push_unread(&conns[0], deadline);
+		printf("sent unread: %zu\n", conns[0].total);
+		fflush(stdout);
+		run(conns, 1, 1, deadline);
+		bytes = conns[0].total;
+		break;
+	case RST:
+		push_unread(&conns[0], deadline);
+		lg.l_onoff = 1;
+		lg.l_linger = 0;
+		if (setsockopt(conns[0].fd, SOL_SOCKET, SO_LINGER, &lg,
+			       sizeof(lg)) == -1)
+			err(1, "setsockopt SO_LINGER");
+		break;
+	}
+	for (i = 0; i < nconn; i++)
+		close(conns[i].fd);
+	if (mode != RST)
+		printf("ok: %zu connection%s, %zu bytes each, all echoed\n",
+		       nconn, nconn == 1 ? "" : "s", bytes);
+	free(conns);
+	return 0;
+}

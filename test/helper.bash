@@ -1,0 +1,332 @@
+# helper.bash: what every chapter's tests share.
+#
+# A chapter's .bats file sets ECHOSERVER's default to its own binary and loads
+# this file.  start_server runs the server on a free port and waits, bounded,
+# for its "listening on" line; teardown always stops it.  The check_* functions
+# are whole test cases that several chapters run against their own server.
+
+bats_load_library bats-support
+bats_load_library bats-assert
+
+ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+ECHOCLIENT=${ECHOCLIENT:-$ROOT/test/echoclient}
+
+# How long a server may take to start or to stop, in seconds.
+START_TIMEOUT=${START_TIMEOUT:-10}
+STOP_TIMEOUT=${STOP_TIMEOUT:-10}
+
+# Build the test client once per file if it is missing or stale.
+setup_file() {
+	if [[ ! -x $ECHOCLIENT || $ROOT/test/echoclient.c -nt $ECHOCLIENT ]]; then
+		make -s -C "$ROOT" test/echoclient >&2
+	fi
+	[[ -x $ECHOSERVER ]] || {
+		echo "# $ECHOSERVER is not built: run make first" >&3
+		return 1
+	}
+}
+
+teardown() {
+	stop_all_servers
+}
+
+# Seconds since the epoch, with a fraction.
+now() {
+	printf '%s\n' "$EPOCHREALTIME"
+}
+
+# Succeed if process $1 has exited (gone, or a zombie waiting to be reaped).
+exited() {
+	local state
+	[[ -r /proc/$1/stat ]] || return 0
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+	[[ -z $state || $state == Z ]]
+}
+
+# wait_exit PID SECONDS: wait at most SECONDS for PID to exit; set STATUS to
+# its exit status and ELAPSED to the time waited; fail on a timeout.
+wait_exit() {
+	local pid=$1 limit=$2 start
+	start=$(now)
+	while ! exited "$pid"; do
+		if (($(awk -v s="$start" -v n="$(now)" -v l="$limit" \
+			'BEGIN { print (n - s > l) }'))); then
+			echo "process $pid still running after ${limit}s" >&2
+			return 1
+		fi
+		sleep 0.02
+	done
+	STATUS=0
+	wait "$pid" || STATUS=$?
+	ELAPSED=$(awk -v s="$start" -v n="$(now)" 'BEGIN { printf "%.3f", n - s }')
+}
+
+# start_server [ARGS...]: start $ECHOSERVER -p 0 ARGS in the background and
+# wait for its "listening on" line.  Sets SERVER_PID, PORT, SERVER_OUT and
+# SERVER_ERR (the files its stdout and stderr go to).
+start_server() {
+	local n=${#SERVER_PIDS[@]} line start
+	SERVER_OUT=$BATS_TEST_TMPDIR/server$n.out
+	SERVER_ERR=$BATS_TEST_TMPDIR/server$n.err
+	"$ECHOSERVER" -p 0 "$@" >"$SERVER_OUT" 2>"$SERVER_ERR" 3>&- &
+	SERVER_PID=$!
+	SERVER_PIDS+=("$SERVER_PID")
+	start=$SECONDS
+	until line=$(grep -m1 '^listening on ' "$SERVER_OUT"); do
+		if exited "$SERVER_PID"; then
+			echo "server exited before listening:" >&2
+			cat "$SERVER_ERR" >&2
+			return 1
+		fi
+		if ((SECONDS - start > START_TIMEOUT)); then
+			echo "no 'listening on' line after ${START_TIMEOUT}s" >&2
+			return 1
+		fi
+		sleep 0.02
+	done
+	PORT=${line##*:}
+	[[ $PORT =~ ^[0-9]+$ && $PORT -gt 0 ]] || {
+		echo "bad listening line: $line" >&2
+		return 1
+	}
+}
+
+# Stop every server this test started: SIGTERM, then SIGKILL after a bound.
+stop_all_servers() {
+	local pid
+	for pid in "${SERVER_PIDS[@]}"; do
+		exited "$pid" && { wait "$pid" 2>/dev/null || true; continue; }
+		kill -TERM "$pid" 2>/dev/null || true
+		if ! wait_exit "$pid" "$STOP_TIMEOUT" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+		fi
+	done
+	SERVER_PIDS=()
+}
+
+# Run the test client against the server; its arguments follow -p PORT.
+client() {
+	"$ECHOCLIENT" -p "$PORT" "$@" 3>&-
+}
+
+# roundtrip TEXT: send one line on a new connection and print the reply.
+roundtrip() {
+	local fd reply
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf '%s\n' "$1" >&"$fd"
+	IFS= read -r -t 5 reply <&"$fd" || true
+	exec {fd}>&-
+	printf '%s\n' "$reply"
+}
+
+# The server's resident memory now and at its peak, in KiB.
+server_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+server_peak_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+
+# The server's CPU time (user + system) so far, in clock ticks.
+server_cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"
+}
+
+# The number of threads the server runs.
+server_threads() {
+	ls "/proc/$SERVER_PID/task" | wc -l
+}
+
+# Succeed if the server is still running.
+server_alive() {
+	! exited "$SERVER_PID"
+}
+
+# --- Cases that every server chapter runs -------------------------------
+
+check_text_echo() {
+	start_server
+	run roundtrip "hello, libevent"
+	assert_output "hello, libevent"
+}
+
+check_binary_echo() {
+	start_server
+	local all=$BATS_TEST_TMPDIR/all-bytes
+	for i in $(seq 0 255); do printf "\\$(printf %03o "$i")"; done >"$all"
+	socat -t 5 -T 10 - "TCP:127.0.0.1:$PORT" <"$all" >"$all.echo"
+	assert_equal "$(stat -c %s "$all")" 256
+	cmp "$all" "$all.echo"
+}
+
+check_stream() {
+	start_server
+	run client stream 8M
+	assert_success
+	assert_output --partial "all echoed"
+}
+
+check_halfclose() {
+	start_server
+	run client halfclose 8M
+	assert_success
+	assert_output --partial "all echoed"
+	# The client shuts down writing before it reads a byte, then reads
+	# slowly: the server sees EOF with much of the echo still unsent.
+	run client -d 1 lateread 64M
+	assert_success
+	assert_line --partial "all echoed"
+}
+
+check_many_clients() {
+	start_server "$@"
+	run client clients 200 64K
+	assert_success
+	assert_output "ok: 200 connections, 65536 bytes each, all echoed"
+}
+
+check_reset_clients() {
+	start_server
+	client stream 64M >"$BATS_TEST_TMPDIR/long.out" 3>&- &
+	local long=$!
+	for i in $(seq 20); do
+		client rst 256K
+	done
+	wait "$long"
+	assert server_alive
+	run roundtrip "still here"
+	assert_output "still here"
+}
+
+check_vanishing_clients() {
+	start_server
+	local fd
+	for i in $(seq 100); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		((i % 2)) && printf 'bye\n' >&"$fd"
+		exec {fd}>&-
+	done
+	assert server_alive
+	run client halfclose 1M
+	assert_success
+}
+
+# Clients that send a lot and close without reading make the server write to
+# a socket the peer has closed: EPIPE, and SIGPIPE unless it is ignored.
+check_sigpipe() {
+	start_server
+	local fd
+	for i in $(seq 20); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		head -c 262144 /dev/zero >&"$fd" 2>/dev/null || true
+		exec {fd}>&-
+	done
+	client rst 1M
+	assert server_alive
+	# However a write error shows up, the signal itself must not kill it.
+	kill -PIPE "$SERVER_PID"
+	assert server_alive
+	run roundtrip "no SIGPIPE"
+	assert_output "no SIGPIPE"
+}
+
+check_backpressure() {
+	start_server
+	run client noread 128M
+	assert_success
+	assert_line "ok: 1 connection, 134217728 bytes each, all echoed"
+	local unread=${lines[0]#sent unread: }
+	local peak
+	peak=$(server_peak_kb)
+	echo "# the server took $unread bytes unread; its peak RSS: $peak KiB" >&3
+	((unread < 64 * 1024 * 1024))
+	# A sanitizer's shadow memory and quarantine say nothing about buffering.
+	[[ -n ${SANITIZER:-} ]] || ((peak < 64 * 1024))
+}
+
+# check_signal_exit SIGNAL: the server exits 0 promptly on SIGNAL, with a
+# client connected.
+check_signal_exit() {
+	start_server
+	local fd
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'x\n' >&"$fd"
+	kill "-$1" "$SERVER_PID"
+	wait_exit "$SERVER_PID" 2
+	exec {fd}>&-
+	assert_equal "$STATUS" 0
+}
+
+check_address_in_use() {
+	start_server
+	local first=$PORT
+	run "$ECHOSERVER" -p "$first" 3>&-
+	assert_equal "$status" 1
+	assert_output --partial "$first"
+	assert_output --partial "Address already in use"
+}
+
+check_usage_errors() {
+	local bad
+	run "$ECHOSERVER" -x 3>&-
+	assert_equal "$status" 2
+	assert_output --partial "usage:"
+	for bad in abc 65536 -1 '' 12x; do
+		run "$ECHOSERVER" -p "$bad" 3>&-
+		assert_equal "$status" 2
+		assert_output --partial "usage:"
+	done
+	run "$ECHOSERVER" -a not-an-address -p 0 3>&-
+	assert_equal "$status" 2
+	assert_output --partial "not-an-address"
+}
+
+check_help() {
+	run "$ECHOSERVER" -h 3>&-
+	assert_success
+	assert_output --partial "usage:"
+	assert_output --partial "5555"
+}
+
+check_default_port() {
+	if (exec 9<>/dev/tcp/127.0.0.1/5555) 2>/dev/null; then
+		skip "port 5555 is in use on this machine"
+	fi
+	"$ECHOSERVER" >"$BATS_TEST_TMPDIR/default.out" 2>&1 3>&- &
+	SERVER_PID=$!
+	SERVER_PIDS+=("$SERVER_PID")
+	local start=$SECONDS
+	until grep -q '^listening on ' "$BATS_TEST_TMPDIR/default.out"; do
+		! exited "$SERVER_PID" || fail "$(cat "$BATS_TEST_TMPDIR/default.out")"
+		((SECONDS - start <= START_TIMEOUT)) || fail "no listening line"
+		sleep 0.02
+	done
+	run cat "$BATS_TEST_TMPDIR/default.out"
+	assert_output "listening on 127.0.0.1:5555"
+}
+
+check_ipv6() {
+	if ! grep -q . /proc/net/if_inet6 2>/dev/null; then
+		skip "this machine has no IPv6"
+	fi
+	start_server -a ::1
+	run cat "$SERVER_OUT"
+	assert_output "listening on [::1]:$PORT"
+	run "$ECHOCLIENT" -a ::1 -p "$PORT" halfclose 1M 3>&-
+	assert_success
+}
+
+check_verbose_log() {
+	start_server -v
+	run roundtrip "logged"
+	assert_output "logged"
+	run client halfclose 1K
+	# stderr names the client; stdout has the listening line and nothing else
+	local start=$SECONDS
+	until grep -q 'closed' "$SERVER_ERR"; do
+		((SECONDS - start <= 5)) || fail "no disconnection logged"
+		sleep 0.02
+	done
+	run cat "$SERVER_ERR"
+	assert_output --partial "127.0.0.1:"
+	assert_output --partial "connected"
+	run cat "$SERVER_OUT"
+	assert_output "listening on 127.0.0.1:$PORT"
+}

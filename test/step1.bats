@@ -1,0 +1,88 @@
+#!/usr/bin/env bats
+# Chapter 1: a single-threaded libevent echo server.
+# Run against another binary with: ECHOSERVER=path/to/echoserver bats test/step1.bats
+
+: "${ECHOSERVER:=$BATS_TEST_DIRNAME/../step1-single-thread/echoserver}"
+load helper
+
+@test "text a client sends comes back unchanged" {
+	check_text_echo
+}
+
+@test "all 256 byte values come back unchanged" {
+	check_binary_echo
+}
+
+@test "an 8 MiB stream sent while reading comes back intact and in order" {
+	check_stream
+}
+
+@test "after a half-close, all 8 MiB come back before the server closes" {
+	check_halfclose
+}
+
+@test "200 concurrent clients each get their own bytes back" {
+	check_many_clients
+}
+
+@test "clients that reset their connection do not disturb another client" {
+	check_reset_clients
+}
+
+@test "clients that connect and vanish do not disturb the server" {
+	check_vanishing_clients
+}
+
+@test "writing to a client that has gone does not kill the server (SIGPIPE)" {
+	check_sigpipe
+}
+
+@test "a client that never reads cannot make the server buffer without bound" {
+	check_backpressure
+}
+
+@test "SIGINT makes the server exit 0 promptly" {
+	check_signal_exit INT
+}
+
+@test "SIGTERM makes the server exit 0 promptly" {
+	check_signal_exit TERM
+}
+
+@test "a port in use is an error that names the port (exit 1)" {
+	check_address_in_use
+}
+
+@test "an unknown flag, a bad port or a bad address is a usage error (exit 2)" {
+	check_usage_errors
+}
+
+@test "-h prints the usage with the defaults" {
+	check_help
+}
+
+@test "by default it listens on 127.0.0.1 port 5555" {
+	check_default_port
+}
+
+@test "-a ::1 listens on IPv6 loopback" {
+	check_ipv6
+}
+
+@test "-v logs connections to stderr; stdout has only the listening line" {
+	check_verbose_log
+}
+
+# What is still wrong: everything runs on one thread, so one core at most.
+@test "still wrong: under load from many clients the server runs one thread" {
+	start_server
+	client clients 50 4M >/dev/null &
+	local load=$!
+	local start=$SECONDS
+	# sample while the load runs: the count never rises above one
+	while ! exited "$load" && ((SECONDS - start < 20)); do
+		assert_equal "$(server_threads)" 1
+		sleep 0.05
+	done
+	wait "$load"
+}
