@@ -144,9 +144,12 @@ for step in "$@"; do
 		say "asan+ubsan: $step's tests"
 		if build "$step" asan CC=clang \
 			CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"; then
-			ECHOSERVER=$WORK/asan/$step/echoserver \
-				WORKQUEUE_DEMO=$WORK/asan/$step/workqueue_demo \
-				SANITIZER=asan \
+			progs=()
+			for p in echoserver:ECHOSERVER workqueue_demo:WORKQUEUE_DEMO; do
+				[[ -x $WORK/asan/$step/${p%:*} ]] &&
+					progs+=("${p#*:}=$WORK/asan/$step/${p%:*}")
+			done
+			env "${progs[@]}" SANITIZER=asan \
 				ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
 				UBSAN_OPTIONS=print_stacktrace=1 \
 				bats "test/step$n.bats" || fail "$step: tests under ASan+UBSan"

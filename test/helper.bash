@@ -20,10 +20,13 @@ setup_file() {
 	if [[ ! -x $ECHOCLIENT || $ROOT/test/echoclient.c -nt $ECHOCLIENT ]]; then
 		make -s -C "$ROOT" test/echoclient >&2
 	fi
-	[[ -x $ECHOSERVER ]] || {
-		echo "# $ECHOSERVER is not built: run make first" >&3
-		return 1
-	}
+	local prog
+	for prog in "${ECHOSERVER:-}" "${WORKQUEUE_DEMO:-}"; do
+		[[ -z $prog || -x $prog ]] || {
+			echo "# $prog is not built: run make first" >&3
+			return 1
+		}
+	done
 }
 
 teardown() {
