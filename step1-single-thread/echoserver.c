@@ -52,9 +52,9 @@ TAILQ_HEAD(client_list, client);
 static struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
 static int verbose;
 
-/* Close a client's socket and free everything that belongs to it. */
+/* Close a client's connection and free everything that belongs to it. */
 static void
-client_free(struct client *c)
+client_close(struct client *c)
 {
 	if (verbose)
 		warnx("%s: closed", c->peer);
@@ -84,7 +84,7 @@ echo_write_cb(struct bufferevent *bev, void *arg)
 
 	if (c->closing) {
 		/* The watermark is 0 now, so everything has been sent. */
-		client_free(c);
+		client_close(c);
 		return;
 	}
 	if ((bev->enabled & EV_READ) == 0)
@@ -111,7 +111,7 @@ echo_event_cb(struct bufferevent *bev, short what, void *arg)
 		}
 	} else if (verbose && (what & EVBUFFER_ERROR))
 		warnx("%s: %s", c->peer, strerror(errno));
-	client_free(c);
+	client_close(c);
 }
 
 /* Format a socket address as "addr:port", or "[addr]:port" for IPv6. */
@@ -321,7 +321,7 @@ main(int argc, char *argv[])
 		errx(1, "event_base_dispatch failed");
 
 	while ((c = TAILQ_FIRST(&clients)) != NULL)
-		client_free(c);
+		client_close(c);
 	event_del(&sigterm_ev);
 	event_del(&sigint_ev);
 	event_del(&listen_ev);
