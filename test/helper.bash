@@ -276,6 +276,11 @@ check_usage_errors() {
 		assert_equal "$status" 2
 		assert_output --partial "usage:"
 	done
+	for bad in 0 x -2 1025; do
+		run "$ECHOSERVER" -t "$bad" -p 0 3>&-
+		assert_equal "$status" 2
+		assert_output --partial "usage:"
+	done
 	run "$ECHOSERVER" -a not-an-address -p 0 3>&-
 	assert_equal "$status" 2
 	assert_output --partial "not-an-address"
@@ -332,4 +337,77 @@ check_verbose_log() {
 	assert_output --partial "connected"
 	run cat "$SERVER_OUT"
 	assert_output "listening on 127.0.0.1:$PORT"
+}
+
+# --- Several clients at once ----------------------------------------------
+
+# hold_clients N: open N connections and check each gets an echo while the
+# ones before it stay open.  Their descriptors are left in HELD.
+hold_clients() {
+	local i fd reply
+	HELD=()
+	for ((i = 0; i < $1; i++)); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		HELD+=("$fd")
+		printf 'client %d\n' "$i" >&"$fd"
+		IFS= read -r -t 5 reply <&"$fd" ||
+			fail "client $i got no echo while $i others were connected"
+		assert_equal "$reply" "client $i"
+	done
+}
+
+# Close every connection hold_clients opened.
+release_clients() {
+	local fd
+	for fd in "${HELD[@]}"; do
+		exec {fd}>&-
+	done
+	HELD=()
+}
+
+# check_served_at_once N: with -t N, N clients are all served while all of
+# them stay connected, and again after all of them are connected.
+check_served_at_once() {
+	start_server -t "$1"
+	hold_clients "$1"
+	local i fd reply
+	for ((i = 0; i < $1; i++)); do
+		fd=${HELD[i]}
+		printf 'again %d\n' "$i" >&"$fd"
+		IFS= read -r -t 5 reply <&"$fd" || fail "client $i: no second echo"
+		assert_equal "$reply" "again $i"
+	done
+	release_clients
+}
+
+# expect_no_echo FD SECONDS: nothing comes back on FD for SECONDS, and the
+# connection is still open (a read that times out, not one that hits EOF).
+expect_no_echo() {
+	local reply rc=0
+	IFS= read -r -t "$2" reply <&"$1" || rc=$?
+	((rc > 128)) || fail "expected no echo, got '$reply' (read status $rc)"
+}
+
+# With -t 2, two connected clients hold both workers: a third client's bytes
+# get no echo until one of the two leaves, and then they do.
+check_third_client_waits() {
+	start_server -t 2
+	hold_clients 2
+	local third reply first=${HELD[0]}
+	exec {third}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'third\n' >&"$third"
+	expect_no_echo "$third" 1
+	exec {first}>&-
+	IFS= read -r -t 5 reply <&"$third" ||
+		fail "no echo for the third client after a worker came free"
+	assert_equal "$reply" "third"
+	exec {third}>&-
+}
+
+# check_strict_headers_fail DIR: the chapter's strict-headers build fails
+# with the error the original's readers reported.
+check_strict_headers_fail() {
+	run make -s -C "$1" strict-headers
+	assert_failure
+	assert_output --regexp "invalid use of undefined type .struct bufferevent.|incomplete definition of type .struct bufferevent.|dereferencing pointer to incomplete type"
 }
