@@ -25,6 +25,9 @@ failed=()
 # flaws on purpose).
 valgrind_steps="step1 step4 step5"
 tsan_steps="step4 step5"
+# LeakSanitizer likewise: chapter 3's connections are still running when
+# main() returns (its flaw (c)), so what they hold is lost by design.
+leak_steps="step1 step2 step4 step5"
 
 say() { printf '== %s\n' "$*"; }
 fail() {
@@ -150,7 +153,7 @@ for step in "$@"; do
 					progs+=("${p#*:}=$WORK/asan/$step/${p%:*}")
 			done
 			env "${progs[@]}" SANITIZER=asan \
-				ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 \
+				ASAN_OPTIONS=detect_leaks=$(applies "$leak_steps" "$step" && echo 1 || echo 0) \
 				UBSAN_OPTIONS=print_stacktrace=1 \
 				bats "test/step$n.bats" || fail "$step: tests under ASan+UBSan"
 		else

@@ -254,6 +254,7 @@ check_signal_exit() {
 	kill "-$1" "$SERVER_PID"
 	wait_exit "$SERVER_PID" 2
 	exec {fd}>&-
+	((STATUS == 0)) || cat "$SERVER_ERR" >&2
 	assert_equal "$STATUS" 0
 }
 
