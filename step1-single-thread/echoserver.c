@@ -303,12 +303,7 @@ main(int argc, char *argv[])
 	 */
 	if ((base = event_init()) == NULL)
 		errx(1, "event_init failed");
-	fd = listen_on(ai, addr, port);
-	freeaddrinfo(ai);
-
-	event_set(&listen_ev, fd, EV_READ | EV_PERSIST, accept_cb, base);
-	event_base_set(base, &listen_ev);
-	event_add(&listen_ev, NULL);
+	/* Signals first: once the ready line is out, SIGINT must be caught. */
 	event_set(&sigint_ev, SIGINT, EV_SIGNAL | EV_PERSIST, signal_cb, base);
 	event_base_set(base, &sigint_ev);
 	event_add(&sigint_ev, NULL);
@@ -316,6 +311,11 @@ main(int argc, char *argv[])
 		  base);
 	event_base_set(base, &sigterm_ev);
 	event_add(&sigterm_ev, NULL);
+	fd = listen_on(ai, addr, port);
+	freeaddrinfo(ai);
+	event_set(&listen_ev, fd, EV_READ | EV_PERSIST, accept_cb, base);
+	event_base_set(base, &listen_ev);
+	event_add(&listen_ev, NULL);
 
 	if (event_base_dispatch(base) == -1)
 		errx(1, "event_base_dispatch failed");
