@@ -28,7 +28,7 @@
 #define CHUNK 65536
 
 /* What the connections do; see usage(). */
-enum mode { STREAM, HALFCLOSE, CLIENTS, NOREAD, LATEREAD, RST };
+enum mode { STREAM, HALFCLOSE, CLIENTS, NOREAD, LATEREAD, HOLD, RST };
 
 /* One connection and how far it has got. */
 struct conn {
@@ -38,6 +38,7 @@ struct conn {
 	size_t sent;
 	size_t received;
 	int shut; /* our write side is shut down */
+	int eof;  /* the server closed its side */
 	int done;
 };
 
@@ -216,8 +217,7 @@ run(struct conn *conns, size_t nconn, int half, long deadline)
 						     "bytes: %zu lost",
 						     c->received, c->total,
 						     c->total - c->received);
-					if (!half)
-						errx(1, "EOF before close");
+					c->eof = 1;
 					c->done = 1;
 					left--;
 				}
@@ -262,6 +262,40 @@ push_unread(struct conn *c, long deadline)
 	return c->sent;
 }
 
+/* Wait, bounded, until fd is readable; exit 3 on a timeout. */
+static void
+wait_readable(int fd, long deadline, const char *what)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	int rc;
+
+	do {
+		long wait = deadline - now_ms();
+
+		if (wait <= 0)
+			errx(3, "timeout waiting for %s", what);
+		rc = poll(&pfd, 1, (int)wait);
+	} while (rc == 0 || (rc == -1 && errno == EINTR));
+	if (rc == -1)
+		err(1, "poll");
+}
+
+/* After the whole echo, the server must close: expect EOF, not data. */
+static void
+expect_eof(struct conn *c, long deadline)
+{
+	char byte;
+	ssize_t n;
+
+	if (c->eof)
+		return;
+	wait_readable(c->fd, deadline, "EOF");
+	if ((n = read(c->fd, &byte, 1)) == -1)
+		err(1, "read after the echo, instead of EOF");
+	if (n > 0)
+		errx(1, "more bytes than were sent, instead of EOF");
+}
+
 /* Parse a non-negative size, with an optional K or M suffix. */
 static size_t
 parse_size(const char *s)
@@ -301,6 +335,11 @@ usage(void)
 		"the server\n"
 		"                     stops taking data, shut down writing, "
 		"then read\n"
+		"  hold BYTES         like lateread, but without shutting "
+		"down writing;\n"
+		"                     read only once a line arrives on stdin,"
+		" then\n"
+		"                     expect the echo and EOF from the server\n"
 		"  rst BYTES          send, then reset without reading\n"
 		"  -d ms     pause this long after each read\n"
 		"  -r bytes  receive buffer size (SO_RCVBUF)\n"
@@ -356,6 +395,8 @@ main(int argc, char *argv[])
 		mode = NOREAD;
 	else if (strcmp(argv[0], "lateread") == 0)
 		mode = LATEREAD;
+	else if (strcmp(argv[0], "hold") == 0)
+		mode = HOLD;
 	else if (strcmp(argv[0], "rst") == 0)
 		mode = RST;
 	else if (strcmp(argv[0], "clients") == 0 && argc == 3) {
@@ -395,6 +436,16 @@ main(int argc, char *argv[])
 		printf("sent unread: %zu\n", conns[0].total);
 		fflush(stdout);
 		run(conns, 1, 1, deadline);
+		bytes = conns[0].total;
+		break;
+	case HOLD:
+		/* Leave the echo unread until a line arrives on stdin. */
+		conns[0].total = push_unread(&conns[0], deadline);
+		printf("sent unread: %zu\n", conns[0].total);
+		fflush(stdout);
+		wait_readable(STDIN_FILENO, deadline, "a line on stdin");
+		run(conns, 1, 0, deadline);
+		expect_eof(&conns[0], deadline);
 		bytes = conns[0].total;
 		break;
 	case RST:

@@ -412,3 +412,116 @@ check_strict_headers_fail() {
 	assert_failure
 	assert_output --regexp "invalid use of undefined type .struct bufferevent.|incomplete definition of type .struct bufferevent.|dereferencing pointer to incomplete type"
 }
+
+# --- Shutdown ---------------------------------------------------------------
+
+# check_shutdown SIGNAL N [QUEUED]: with -t 2, N connected clients each send a
+# line they have not read back yet, and QUEUED more clients wait for a worker;
+# SIGNAL makes the server exit 0 within 2 s, and every client gets its line
+# back, then EOF.
+check_shutdown() {
+	local sig=$1 n=$2 queued=${3:-0} i fd reply extra=()
+	start_server -t 2
+	hold_clients "$n"
+	for ((i = 0; i < queued; i++)); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		printf 'queued %d\n' "$i" >&"$fd"
+		extra+=("$fd")
+	done
+	for ((i = 0; i < n; i++)); do
+		printf 'pending %d\n' "$i" >&"${HELD[i]}"
+	done
+	local t0
+	t0=$(now)
+	kill "-$sig" "$SERVER_PID"
+	for ((i = 0; i < n; i++)); do
+		IFS= read -r -t 3 reply <&"${HELD[i]}" ||
+			fail "client $i: no pending echo after SIG$sig"
+		assert_equal "$reply" "pending $i"
+		expect_eof "${HELD[i]}"
+	done
+	for ((i = 0; i < queued; i++)); do
+		IFS= read -r -t 3 reply <&"${extra[i]}" ||
+			fail "queued client $i: no echo after SIG$sig"
+		assert_equal "$reply" "queued $i"
+		expect_eof "${extra[i]}"
+	done
+	wait_exit "$SERVER_PID" 2
+	((STATUS == 0)) || cat "$SERVER_ERR" >&2
+	assert_equal "$STATUS" 0
+	local total
+	total=$(awk -v s="$t0" -v n="$(now)" 'BEGIN { printf "%.3f", n - s }')
+	echo "# SIG$sig with $n clients ($queued queued): exit after ${total}s" >&3
+	(($(awk -v t="$total" 'BEGIN { print (t < 2) }')))
+}
+
+# expect_eof FD: the next read on FD ends the stream cleanly (no reset).
+expect_eof() {
+	local reply rc=0
+	IFS= read -r -t 3 reply <&"$1" || rc=$?
+	((rc == 1)) && [[ -z $reply ]] ||
+		fail "expected EOF, got '$reply' (read status $rc)"
+}
+
+# check_quick_signals N LIMIT: N times, start the server and send SIGINT as
+# soon as it is listening; each exits 0 within LIMIT seconds.
+check_quick_signals() {
+	local i worst=0
+	for ((i = 0; i < $1; i++)); do
+		start_server -t 4
+		kill -INT "$SERVER_PID"
+		wait_exit "$SERVER_PID" "$2" || fail "run $i: no exit within $2 s"
+		assert_equal "$STATUS" 0
+		worst=$(awk -v a="$worst" -v b="$ELAPSED" 'BEGIN { print (b > a ? b : a) }')
+	done
+	echo "# $1 runs, slowest exit ${worst}s" >&3
+}
+
+# check_workers_joined: the fixed queue leaves no worker behind.
+check_workers_joined() {
+	run "$WORKQUEUE_DEMO" -w 4 -j 1000
+	assert_success
+	assert_line "jobs run: 1000"
+	assert_line "workers alive after shutdown: 0"
+}
+
+# check_public_headers DIR: the strict-headers build succeeds and no source
+# includes a compat or struct header, or the all-in-one <event.h>.
+check_public_headers() {
+	run make -s -C "$1" strict-headers
+	assert_success
+	run grep -nE '#include <(event|evutil|evhttp|evdns|evrpc)\.h>|_compat\.h|_struct\.h' "$1"/*.c "$1"/*.h
+	assert_failure 1
+}
+
+# check_shutdown_owed SIGNAL: a client has not read megabytes of its echo
+# when SIGNAL arrives; it still gets every byte, then EOF, and the server
+# exits 0 within 2 s.
+check_shutdown_owed() {
+	start_server -t 2
+	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w start
+	mkfifo "$fifo"
+	client -T 10000 hold 64M <"$fifo" >"$out" 3>&- &
+	local holder=$!
+	exec {w}>"$fifo"
+	start=$SECONDS
+	until grep -q '^sent unread' "$out"; do
+		((SECONDS - start <= 10)) || fail "the client never stalled"
+		sleep 0.02
+	done
+	local t0
+	t0=$(now)
+	kill "-$1" "$SERVER_PID"
+	printf 'go\n' >&"$w"
+	exec {w}>&-
+	wait_exit "$holder" 10 || fail "the client did not finish"
+	assert_equal "$STATUS" 0
+	run cat "$out"
+	assert_line --partial "all echoed"
+	wait_exit "$SERVER_PID" 2
+	assert_equal "$STATUS" 0
+	local total
+	total=$(awk -v s="$t0" -v n="$(now)" 'BEGIN { printf "%.3f", n - s }')
+	echo "# ${lines[0]#sent unread: } bytes owed at SIG$1; exit after ${total}s" >&3
+	(($(awk -v t="$total" 'BEGIN { print (t < 2) }')))
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bats
+# Chapter 4: the readers' fixes, on chapter 3's architecture.
+# Run against another binary with: ECHOSERVER=path/to/echoserver bats test/step4.bats
+
+: "${ECHOSERVER:=$BATS_TEST_DIRNAME/../step4-shutdown-fixes/echoserver}"
+: "${WORKQUEUE_DEMO:=$BATS_TEST_DIRNAME/../step4-shutdown-fixes/workqueue_demo}"
+: "${SOURCE_DIR:=$BATS_TEST_DIRNAME/../step4-shutdown-fixes}"
+load helper
+
+@test "text a client sends comes back unchanged" {
+	check_text_echo
+}
+
+@test "all 256 byte values come back unchanged" {
+	check_binary_echo
+}
+
+@test "an 8 MiB stream sent while reading comes back intact and in order" {
+	check_stream
+}
+
+@test "after a half-close, all 8 MiB come back before the server closes" {
+	check_halfclose
+}
+
+@test "200 clients that connect at once all get their own bytes back, a few at a time" {
+	check_many_clients
+}
+
+@test "clients that reset their connection do not disturb another client" {
+	check_reset_clients
+}
+
+@test "clients that connect and vanish do not disturb the server" {
+	check_vanishing_clients
+}
+
+@test "writing to a client that has gone does not kill the server (SIGPIPE)" {
+	check_sigpipe
+}
+
+@test "a client that never reads cannot make the server buffer without bound" {
+	check_backpressure
+}
+
+@test "a port in use is an error that names the port (exit 1)" {
+	check_address_in_use
+}
+
+@test "an unknown flag, a bad port, thread count or address is a usage error (exit 2)" {
+	check_usage_errors
+}
+
+@test "-v logs connections to stderr; stdout has only the listening line" {
+	check_verbose_log
+}
+
+@test "with -t 4, four clients are served at the same time" {
+	check_served_at_once 4
+}
+
+# Fix 1: the libevent 2 public API.
+@test "fixed: it compiles with libevent 2's public headers alone, and includes no other" {
+	check_public_headers "$SOURCE_DIR"
+}
+
+# Fixes 2, 3 and 4: the work queue.
+@test "fixed: after shutdown no worker is left, and every job ran exactly once" {
+	check_workers_joined
+}
+
+# Fix 5: every connection's loop is stopped.
+@test "fixed: on SIGINT two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
+	check_shutdown INT 2
+}
+
+@test "fixed: on SIGTERM two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
+	check_shutdown TERM 2
+}
+
+@test "fixed: on SIGTERM a client that has not read megabytes of echo still gets all of it, then EOF" {
+	check_shutdown_owed TERM
+}
+
+@test "fixed: on SIGINT with no client the server exits 0 within 2 s" {
+	check_shutdown INT 0
+}
+
+@test "fixed: on SIGTERM a client still waiting for a worker gets its echo too" {
+	check_shutdown TERM 2 1
+}
+
+@test "fixed: 20 runs of start-then-SIGINT each exit 0 within 1 s" {
+	check_quick_signals 20 1
+}
+
+# What is still wrong: the architecture is chapter 3's.
+@test "still wrong: with -t 2, a third client waits while two clients hold both workers" {
+	check_third_client_waits
+}
