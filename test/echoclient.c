@@ -8,6 +8,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
@@ -28,7 +29,7 @@
 #define CHUNK 65536
 
 /* What the connections do; see usage(). */
-enum mode { STREAM, HALFCLOSE, CLIENTS, NOREAD, LATEREAD, HOLD, RST };
+enum mode { STREAM, HALFCLOSE, CLIENTS, NOREAD, LATEREAD, HOLD, IDLE, RST };
 
 /* One connection and how far it has got. */
 struct conn {
@@ -296,6 +297,26 @@ expect_eof(struct conn *c, long deadline)
 		errx(1, "more bytes than were sent, instead of EOF");
 }
 
+/*
+ * Hold nconn connections open at once and echo one short line on each, all
+ * in flight together; report how long the connects and the echoes took.
+ */
+static void
+idle_echo(struct conn *conns, size_t nconn, long start, long deadline)
+{
+	long connected = now_ms(), echoed;
+	size_t i;
+
+	for (i = 0; i < nconn; i++)
+		conns[i].total = 8;
+	run(conns, nconn, 0, deadline);
+	echoed = now_ms();
+	printf("idle: %zu connections open; connecting took %ld ms, one echo "
+	       "on each %ld ms\n",
+	       nconn, connected - start, echoed - connected);
+	fflush(stdout);
+}
+
 /* Parse a non-negative size, with an optional K or M suffix. */
 static size_t
 parse_size(const char *s)
@@ -340,6 +361,10 @@ usage(void)
 		"                     read only once a line arrives on stdin,"
 		" then\n"
 		"                     expect the echo and EOF from the server\n"
+		"  idle N             open N connections, echo a line on each,"
+		"\n"
+		"                     keep them open until a line arrives on "
+		"stdin\n"
 		"  rst BYTES          send, then reset without reading\n"
 		"  -d ms     pause this long after each read\n"
 		"  -r bytes  receive buffer size (SO_RCVBUF)\n"
@@ -354,6 +379,8 @@ main(int argc, char *argv[])
 {
 	struct conn *conns;
 	struct linger lg;
+	struct rlimit rl;
+	long start;
 	enum mode mode;
 	size_t i, nconn = 1, bytes;
 	long deadline;
@@ -399,16 +426,31 @@ main(int argc, char *argv[])
 		mode = HOLD;
 	else if (strcmp(argv[0], "rst") == 0)
 		mode = RST;
-	else if (strcmp(argv[0], "clients") == 0 && argc == 3) {
+	else if (strcmp(argv[0], "idle") == 0) {
+		mode = IDLE;
+		nconn = parse_size(argv[1]);
+	} else if (strcmp(argv[0], "clients") == 0 && argc == 3) {
 		mode = CLIENTS;
 		nconn = parse_size(argv[1]);
 		argv++;
 	} else
 		usage();
-	bytes = parse_size(argv[1]);
+	bytes = mode == IDLE ? 8 : parse_size(argv[1]);
 
 	signal(SIGPIPE, SIG_IGN);
-	deadline = now_ms() + timeout_ms;
+	/* Thousands of connections need more than the usual 1024 descriptors.
+	 */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (nconn + 16 > (size_t)rl.rlim_cur)
+		errx(2,
+		     "%zu connections need more descriptors than the "
+		     "limit of %llu",
+		     nconn, (unsigned long long)rl.rlim_cur);
+	start = now_ms();
+	deadline = start + timeout_ms;
 	if ((conns = calloc(nconn, sizeof(*conns))) == NULL)
 		err(1, "calloc");
 	for (i = 0; i < nconn; i++) {
@@ -448,6 +490,11 @@ main(int argc, char *argv[])
 		expect_eof(&conns[0], deadline);
 		bytes = conns[0].total;
 		break;
+	case IDLE:
+		/* Hold them, idle, until a line arrives on stdin. */
+		idle_echo(conns, nconn, start, deadline);
+		wait_readable(STDIN_FILENO, deadline, "a line on stdin");
+		break;
 	case RST:
 		push_unread(&conns[0], deadline);
 		lg.l_onoff = 1;
@@ -459,7 +506,7 @@ main(int argc, char *argv[])
 	}
 	for (i = 0; i < nconn; i++)
 		close(conns[i].fd);
-	if (mode != RST)
+	if (mode != RST && mode != IDLE)
 		printf("ok: %zu connection%s, %zu bytes each, all echoed\n",
 		       nconn, nconn == 1 ? "" : "s", bytes);
 	free(conns);

@@ -1,0 +1,720 @@
+/*
+ * echoserver: a multi-threaded libevent echo server, one event base per thread.
+ *
+ * T worker threads each run one event base for their whole life and serve any
+ * number of connections, as memcached does.  The main thread owns the
+ * listening socket and the signals; it hands each accepted socket to a
+ * worker, round robin, through that worker's queue and a cross-thread wakeup,
+ * and the worker creates the connection on its own base: no other thread ever
+ * touches it.  SIGINT or SIGTERM stops accepting; every connection sends what
+ * it owes and closes on its own thread, each loop stops itself, the workers
+ * are joined, everything is freed and the process exits 0.
+ */
+
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#define DEFAULT_ADDR   "127.0.0.1"
+#define DEFAULT_PORT   "5555"
+#define LISTEN_BACKLOG 4096
+
+/*
+ * Backpressure: stop reading from a client once HIGH_WATER bytes of its echo
+ * wait to be sent, and start again when fewer than LOW_WATER are left.
+ */
+#define HIGH_WATER (256 * 1024)
+#define LOW_WATER  (64 * 1024)
+
+/*
+ * On shutdown a connection goes on echoing until its client has been quiet
+ * for DRAIN_QUIET_MS and the echo is sent, but for DRAIN_SECONDS at most.
+ */
+#define DRAIN_QUIET_MS 50
+#define DRAIN_SECONDS  1
+
+/* How much one read takes; the buffer is the worker's, not the client's. */
+#define READ_SIZE (64 * 1024)
+
+/* Out of descriptors: how long accepting pauses before it tries again. */
+#define ACCEPT_RETRY_MS 100
+
+/* The most connections one accept_cb() takes before it lets others run. */
+#define ACCEPT_BATCH 64
+
+struct worker;
+
+/* One connected client; only its worker's thread touches it. */
+struct client {
+	TAILQ_ENTRY(client) entry;
+	struct worker *worker;
+	int fd;
+	struct event *read_ev;	 /* persistent; its timeout is the idle one */
+	struct event *write_ev;	 /* added only while output is pending */
+	struct evbuffer *output; /* echo the socket did not take at once */
+	int reading;		 /* read_ev is added */
+	int closing;   /* the client sent EOF: free once echo drains */
+	int draining;  /* shutting down: close once the client is quiet */
+	char peer[64]; /* "addr:port", for -v */
+};
+
+TAILQ_HEAD(client_list, client);
+
+/* One loop thread: its base, its clients, and the sockets handed to it. */
+struct worker {
+	pthread_t thread;
+	int id;
+	struct event_base *base;
+	struct event *wakeup_ev;       /* the main thread makes it active */
+	const struct timeval *idle_tv; /* NULL: no idle timeout */
+
+	pthread_mutex_t mutex; /* guards incoming and stopping */
+	int *incoming;	       /* accepted sockets not yet picked up */
+	size_t nincoming, incoming_cap;
+	int stopping;
+
+	/* Touched only by the worker's own thread. */
+	struct client_list clients;
+	int nclients;
+	int draining;
+	char buf[READ_SIZE];
+};
+
+static struct worker *workers;
+static int nworkers;
+static int verbose;
+static int idle_seconds;
+static int max_clients;
+static atomic_int nclients; /* live connections, all workers together */
+static struct event *listen_ev, *retry_ev;
+
+/* Format a socket address as "addr:port", or "[addr]:port" for IPv6. */
+static void
+format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+	char host[INET6_ADDRSTRLEN], serv[8];
+
+	if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
+			NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(buf, size, "?");
+		return;
+	}
+	if (sa->sa_family == AF_INET6)
+		snprintf(buf, size, "[%s]:%s", host, serv);
+	else
+		snprintf(buf, size, "%s:%s", host, serv);
+}
+
+/* Close a client's connection and free it; stop a draining loop when empty. */
+static void
+client_close(struct client *c)
+{
+	struct worker *w = c->worker;
+
+	if (verbose)
+		warnx("worker %d: %s: closed", w->id, c->peer);
+	TAILQ_REMOVE(&w->clients, c, entry);
+	event_free(c->read_ev);
+	event_free(c->write_ev);
+	if (c->output != NULL)
+		evbuffer_free(c->output);
+	close(c->fd);
+	free(c);
+	atomic_fetch_sub(&nclients, 1);
+	if (--w->nclients == 0 && w->draining)
+		event_base_loopbreak(w->base);
+}
+
+/* How long the client may stay silent: the idle timeout, or while draining
+ * the quiet period. */
+static const struct timeval *
+client_read_timeout(struct client *c)
+{
+	static const struct timeval quiet = {0, DRAIN_QUIET_MS * 1000};
+
+	return c->draining ? &quiet : c->worker->idle_tv;
+}
+
+/* Start (or restart, with a new timeout) reading from the client. */
+static void
+client_read(struct client *c)
+{
+	event_add(c->read_ev, client_read_timeout(c));
+	c->reading = 1;
+}
+
+/* The client will send nothing more: close once its echo is sent. */
+static void
+client_finish(struct client *c)
+{
+	if (c->output == NULL || evbuffer_get_length(c->output) == 0) {
+		client_close(c);
+		return;
+	}
+	c->closing = 1;
+	event_del(c->read_ev);
+	c->reading = 0;
+}
+
+/*
+ * The hot path: send what just arrived straight back with write(2), and keep
+ * in an evbuffer only what the socket would not take.  Once anything waits
+ * there, later data queues behind it so the echo stays in order.  Returns -1
+ * if the client was closed.
+ */
+static int
+client_echo(struct client *c, const char *data, size_t len)
+{
+	ssize_t n = 0;
+
+	if (c->output == NULL || evbuffer_get_length(c->output) == 0) {
+		if ((n = write(c->fd, data, len)) == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR) {
+				if (verbose)
+					warn("worker %d: %s", c->worker->id,
+					     c->peer);
+				client_close(c);
+				return -1;
+			}
+			n = 0;
+		}
+		if ((size_t)n == len)
+			return 0;
+	}
+	if (c->output == NULL && (c->output = evbuffer_new()) == NULL) {
+		warnx("evbuffer_new failed");
+		client_close(c);
+		return -1;
+	}
+	if (evbuffer_add(c->output, data + n, len - (size_t)n) == -1) {
+		warnx("evbuffer_add failed");
+		client_close(c);
+		return -1;
+	}
+	event_add(c->write_ev, c->worker->idle_tv);
+	if (evbuffer_get_length(c->output) >= HIGH_WATER) {
+		/* The client is not reading: stop reading until it does. */
+		event_del(c->read_ev);
+		c->reading = 0;
+	}
+	return 0;
+}
+
+/* Data, EOF or silence from the client. */
+static void
+echo_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	struct worker *w = c->worker;
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		/* Idle for -i seconds, or quiet while shutting down. */
+		if (verbose && !c->draining)
+			warnx("worker %d: %s: idle", w->id, c->peer);
+		client_finish(c);
+		return;
+	}
+	if ((n = read(fd, w->buf, sizeof(w->buf))) == -1) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		if (verbose)
+			warn("worker %d: %s", w->id, c->peer);
+		client_close(c);
+		return;
+	}
+	if (n == 0) {
+		/*
+		 * A half-close is not a hang-up: the client may still be
+		 * reading.  Echo the rest and close only when it is sent.
+		 */
+		client_finish(c);
+		return;
+	}
+	client_echo(c, w->buf, (size_t)n);
+}
+
+/* The socket takes data again: send what waits, then resume or close. */
+static void
+echo_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	size_t left;
+
+	if (what & EV_TIMEOUT) {
+		/* Nothing of the echo was read for -i seconds. */
+		if (verbose)
+			warnx("worker %d: %s: not reading", c->worker->id,
+			      c->peer);
+		client_close(c);
+		return;
+	}
+	if (evbuffer_write(c->output, fd) == -1 && errno != EAGAIN &&
+	    errno != EWOULDBLOCK && errno != EINTR) {
+		if (verbose)
+			warn("worker %d: %s", c->worker->id, c->peer);
+		client_close(c);
+		return;
+	}
+	if ((left = evbuffer_get_length(c->output)) == 0) {
+		event_del(c->write_ev);
+		if (c->closing) {
+			client_close(c);
+			return;
+		}
+	}
+	if (!c->reading && !c->closing && left <= LOW_WATER)
+		client_read(c);
+}
+
+/* Shutting down, on the client's own thread: close once it is quiet. */
+static void
+client_drain(struct client *c)
+{
+	c->draining = 1;
+	if (c->reading)
+		client_read(c); /* the quiet period replaces the idle timeout */
+}
+
+/* On the worker's thread: create the connection for a handed-over socket. */
+static void
+client_new(struct worker *w, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct client *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		warn("calloc");
+		goto fail;
+	}
+	c->worker = w;
+	c->fd = fd;
+	c->read_ev =
+		event_new(w->base, fd, EV_READ | EV_PERSIST, echo_read_cb, c);
+	c->write_ev =
+		event_new(w->base, fd, EV_WRITE | EV_PERSIST, echo_write_cb, c);
+	if (c->read_ev == NULL || c->write_ev == NULL) {
+		warnx("event_new failed");
+		if (c->read_ev != NULL)
+			event_free(c->read_ev);
+		if (c->write_ev != NULL)
+			event_free(c->write_ev);
+		free(c);
+		goto fail;
+	}
+	if (verbose && getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+		format_addr((struct sockaddr *)&ss, len, c->peer,
+			    sizeof(c->peer));
+	TAILQ_INSERT_TAIL(&w->clients, c, entry);
+	w->nclients++;
+	if (verbose)
+		warnx("worker %d: %s: connected", w->id, c->peer);
+	if (w->draining)
+		c->draining = 1;
+	client_read(c);
+	return;
+fail:
+	close(fd);
+	atomic_fetch_sub(&nclients, 1);
+}
+
+/* Shutting down, on the worker's thread: drain every client, bound the loop. */
+static void
+worker_drain(struct worker *w)
+{
+	struct timeval bound = {DRAIN_SECONDS, 0};
+	struct client *c;
+
+	w->draining = 1;
+	TAILQ_FOREACH(c, &w->clients, entry)
+		client_drain(c);
+	if (w->nclients == 0)
+		event_base_loopbreak(w->base);
+	else
+		event_base_loopexit(w->base, &bound);
+}
+
+/* The main thread woke us: pick up new sockets, or start shutting down. */
+static void
+wakeup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	int *incoming, stopping;
+	size_t i, n;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&w->mutex);
+	incoming = w->incoming;
+	n = w->nincoming;
+	w->incoming = NULL;
+	w->nincoming = w->incoming_cap = 0;
+	stopping = w->stopping;
+	pthread_mutex_unlock(&w->mutex);
+
+	for (i = 0; i < n; i++)
+		client_new(w, incoming[i]);
+	free(incoming);
+	if (stopping && !w->draining)
+		worker_drain(w);
+}
+
+/* The body of a worker thread: its loop, then whatever the bound cut short. */
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	while (!TAILQ_EMPTY(&w->clients))
+		client_close(TAILQ_FIRST(&w->clients));
+	return NULL;
+}
+
+/* On the main thread: queue a socket for worker w and wake its loop. */
+static int
+worker_hand_off(struct worker *w, int fd)
+{
+	int *grown;
+	size_t cap;
+
+	pthread_mutex_lock(&w->mutex);
+	if (w->nincoming == w->incoming_cap) {
+		cap = w->incoming_cap ? 2 * w->incoming_cap : 16;
+		if ((grown = realloc(w->incoming, cap * sizeof(*grown))) ==
+		    NULL) {
+			pthread_mutex_unlock(&w->mutex);
+			return -1;
+		}
+		w->incoming = grown;
+		w->incoming_cap = cap;
+	}
+	w->incoming[w->nincoming++] = fd;
+	pthread_mutex_unlock(&w->mutex);
+	event_active(w->wakeup_ev, EV_READ, 0);
+	return 0;
+}
+
+/* Create worker w's base and wakeup event, and start its thread. */
+static void
+worker_start(struct worker *w, int id)
+{
+	struct timeval idle = {idle_seconds, 0};
+	int rc;
+
+	w->id = id;
+	TAILQ_INIT(&w->clients);
+	if ((rc = pthread_mutex_init(&w->mutex, NULL)) != 0)
+		errx(1, "pthread_mutex_init: %s", strerror(rc));
+	if ((w->base = event_base_new()) == NULL)
+		errx(1, "event_base_new failed");
+	/* Never added, only made active: a wakeup with nothing to watch. */
+	if ((w->wakeup_ev = event_new(w->base, -1, 0, wakeup_cb, w)) == NULL)
+		errx(1, "event_new failed");
+	/* Every client has the same timeout: libevent keeps them in a list. */
+	if (idle_seconds > 0)
+		w->idle_tv = event_base_init_common_timeout(w->base, &idle);
+	if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
+		errx(1, "pthread_create: %s", strerror(rc));
+}
+
+/* After the worker has been joined: free what it used. */
+static void
+worker_free(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nincoming; i++)
+		close(w->incoming[i]);
+	free(w->incoming);
+	event_free(w->wakeup_ev);
+	event_base_free(w->base);
+	pthread_mutex_destroy(&w->mutex);
+}
+
+/*
+ * Clients are waiting on the listening socket: accept them and hand each to
+ * the next worker.  Out of descriptors, the socket stays readable and the
+ * loop would spin, so stop watching it and try again after a pause.
+ */
+static void
+accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static unsigned int next;
+	struct timeval retry = {0, ACCEPT_RETRY_MS * 1000};
+	int cfd, i;
+
+	(void)what;
+	(void)arg;
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if ((cfd = accept(fd, NULL, NULL)) == -1) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				warn("accept (pausing for %d ms)",
+				     ACCEPT_RETRY_MS);
+				event_del(listen_ev);
+				event_add(retry_ev, &retry);
+				return;
+			}
+			if (errno == ECONNABORTED || errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				warn("accept");
+			return;
+		}
+		if (max_clients > 0 && atomic_load(&nclients) >= max_clients) {
+			/* Over the limit: closed at once, never queued. */
+			close(cfd);
+			continue;
+		}
+		if (fcntl(cfd, F_SETFL, O_NONBLOCK) == -1) {
+			warn("fcntl");
+			close(cfd);
+			continue;
+		}
+		atomic_fetch_add(&nclients, 1);
+		if (worker_hand_off(&workers[next++ % nworkers], cfd) == -1) {
+			warnx("cannot queue a connection");
+			close(cfd);
+			atomic_fetch_sub(&nclients, 1);
+		}
+	}
+}
+
+/* The pause after running out of descriptors is over: accept again. */
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	event_add(listen_ev, NULL);
+}
+
+/* SIGINT or SIGTERM: leave the event loop so that main() can clean up. */
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct event_base *base = arg;
+
+	(void)what;
+	if (verbose)
+		warnx("caught signal %d, exiting", (int)sig);
+	event_base_loopexit(base, NULL);
+}
+
+/* Parse a number in min..max; return -1 if it is not one. */
+static int
+parse_number(const char *s, long min, long max)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || n < min || n > max)
+		return -1;
+	return (int)n;
+}
+
+/* Open a non-blocking listening socket on ai and print where it listens. */
+static int
+listen_on(const struct addrinfo *ai, const char *addr, const char *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char where[128];
+	int fd, on = 1;
+
+	if ((fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol)) ==
+	    -1)
+		err(1, "socket");
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+		err(1, "setsockopt SO_REUSEADDR");
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1)
+		err(1, "cannot listen on %s port %s", addr, port);
+	if (listen(fd, LISTEN_BACKLOG) == -1)
+		err(1, "listen");
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
+		err(1, "fcntl");
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		err(1, "getsockname");
+	format_addr((struct sockaddr *)&ss, len, where, sizeof(where));
+	printf("listening on %s\n", where);
+	fflush(stdout);
+	return fd;
+}
+
+/* Print the usage, with the defaults, to stderr. */
+static void
+usage(void)
+{
+	fprintf(stderr,
+		"usage: echoserver [-hv] [-a addr] [-c maxconn] [-i seconds] "
+		"[-p port]\n"
+		"                  [-t threads]\n"
+		"  -a addr     address to listen on (default %s; IPv6 works)\n"
+		"  -c maxconn  close connections over this many at once "
+		"(default 0: no limit)\n"
+		"  -i seconds  close a client idle this long (default 0: "
+		"never)\n"
+		"  -p port     port to listen on, 0 for a free one (default "
+		"%s)\n"
+		"  -t threads  worker threads (default: the online CPUs, %ld)\n"
+		"  -v          log connections and disconnections to stderr\n"
+		"  -h          show this help\n",
+		DEFAULT_ADDR, DEFAULT_PORT, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* Parse the options, start the workers, accept until a signal, clean up. */
+int
+main(int argc, char *argv[])
+{
+	struct addrinfo hints, *ai;
+	struct event_base *base;
+	struct event *sigint_ev, *sigterm_ev;
+	const char *addr = DEFAULT_ADDR, *port = DEFAULT_PORT;
+	int ch, fd, i, rc;
+
+	nworkers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	while ((ch = getopt(argc, argv, "a:c:hi:p:t:v")) != -1) {
+		switch (ch) {
+		case 'a':
+			addr = optarg;
+			break;
+		case 'c':
+			if ((max_clients = parse_number(optarg, 0, 1 << 30)) ==
+			    -1) {
+				warnx("invalid connection limit: %s", optarg);
+				usage();
+				return 2;
+			}
+			break;
+		case 'h':
+			usage();
+			return 0;
+		case 'i':
+			if ((idle_seconds = parse_number(optarg, 0, 86400)) ==
+			    -1) {
+				warnx("invalid idle timeout: %s", optarg);
+				usage();
+				return 2;
+			}
+			break;
+		case 'p':
+			port = optarg;
+			if (parse_number(port, 0, 65535) == -1) {
+				warnx("invalid port: %s", port);
+				usage();
+				return 2;
+			}
+			break;
+		case 't':
+			if ((nworkers = parse_number(optarg, 1, 1024)) == -1) {
+				warnx("invalid thread count: %s", optarg);
+				usage();
+				return 2;
+			}
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		warnx("unexpected argument: %s", argv[optind]);
+		usage();
+		return 2;
+	}
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0) {
+		warnx("invalid address %s: %s", addr, gai_strerror(rc));
+		usage();
+		return 2;
+	}
+
+	/* A client that vanishes must cost a write error, not the process. */
+	signal(SIGPIPE, SIG_IGN);
+
+	/*
+	 * Before any base exists: the main thread wakes the workers' bases,
+	 * and that needs locks.
+	 */
+	if (evthread_use_pthreads() == -1)
+		errx(1, "evthread_use_pthreads failed");
+	if ((base = event_base_new()) == NULL)
+		errx(1, "event_base_new failed");
+	if (nworkers < 1)
+		nworkers = 1;
+	if ((workers = calloc((size_t)nworkers, sizeof(*workers))) == NULL)
+		err(1, "calloc");
+	for (i = 0; i < nworkers; i++)
+		worker_start(&workers[i], i);
+
+	/* Signals first: once the ready line is out, SIGINT must be caught. */
+	sigint_ev = evsignal_new(base, SIGINT, signal_cb, base);
+	sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, base);
+	if (sigint_ev == NULL || sigterm_ev == NULL)
+		errx(1, "evsignal_new failed");
+	event_add(sigint_ev, NULL);
+	event_add(sigterm_ev, NULL);
+	fd = listen_on(ai, addr, port);
+	freeaddrinfo(ai);
+	listen_ev = event_new(base, fd, EV_READ | EV_PERSIST, accept_cb, base);
+	retry_ev = evtimer_new(base, retry_cb, NULL);
+	if (listen_ev == NULL || retry_ev == NULL)
+		errx(1, "event_new failed");
+	event_add(listen_ev, NULL);
+
+	if (event_base_dispatch(base) == -1)
+		errx(1, "event_base_dispatch failed");
+
+	/* Accept no one new, then ask every worker to drain and stop. */
+	event_free(retry_ev);
+	event_free(listen_ev);
+	close(fd);
+	for (i = 0; i < nworkers; i++) {
+		pthread_mutex_lock(&workers[i].mutex);
+		workers[i].stopping = 1;
+		pthread_mutex_unlock(&workers[i].mutex);
+		event_active(workers[i].wakeup_ev, EV_READ, 0);
+	}
+	for (i = 0; i < nworkers; i++) {
+		if ((rc = pthread_join(workers[i].thread, NULL)) != 0)
+			errx(1, "pthread_join: %s", strerror(rc));
+		worker_free(&workers[i]);
+	}
+	free(workers);
+	event_free(sigterm_ev);
+	event_free(sigint_ev);
+	event_base_free(base);
+	libevent_global_shutdown();
+	return 0;
+}

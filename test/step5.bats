@@ -1,0 +1,123 @@
+#!/usr/bin/env bats
+# Chapter 5: one event base per thread, hardened.
+# Run against another binary with: ECHOSERVER=path/to/echoserver bats test/step5.bats
+
+: "${ECHOSERVER:=$BATS_TEST_DIRNAME/../step5-per-thread-base/echoserver}"
+: "${SOURCE_DIR:=$BATS_TEST_DIRNAME/../step5-per-thread-base}"
+load helper
+
+@test "text a client sends comes back unchanged" {
+	check_text_echo
+}
+
+@test "all 256 byte values come back unchanged" {
+	check_binary_echo
+}
+
+@test "an 8 MiB stream sent while reading comes back intact and in order" {
+	check_stream
+}
+
+@test "after a half-close, all 8 MiB come back before the server closes" {
+	check_halfclose
+}
+
+@test "200 concurrent clients each get their own bytes back" {
+	check_many_clients -t 2
+}
+
+@test "clients that reset their connection do not disturb another client" {
+	check_reset_clients
+}
+
+@test "clients that connect and vanish do not disturb the server" {
+	check_vanishing_clients
+}
+
+@test "writing to a client that has gone does not kill the server (SIGPIPE)" {
+	check_sigpipe
+}
+
+@test "a client that never reads cannot make the server buffer without bound" {
+	check_backpressure
+}
+
+@test "a port in use is an error that names the port (exit 1)" {
+	check_address_in_use
+}
+
+@test "an unknown flag, a bad port, thread count or address is a usage error (exit 2)" {
+	check_usage_errors
+}
+
+@test "a bad idle timeout or connection limit is a usage error (exit 2)" {
+	for bad in "-i -1" "-i x" "-c -1" "-c 1x"; do
+		# shellcheck disable=SC2086
+		run "$ECHOSERVER" $bad -p 0 3>&-
+		assert_equal "$status" 2
+		assert_output --partial "usage:"
+	done
+}
+
+@test "-h prints the usage with the defaults" {
+	check_help
+}
+
+@test "-a ::1 listens on IPv6 loopback" {
+	check_ipv6
+}
+
+@test "it compiles with libevent 2's public headers alone, and includes no other" {
+	check_public_headers "$SOURCE_DIR"
+}
+
+@test "on SIGINT two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
+	check_shutdown INT 2
+}
+
+@test "on SIGTERM a client that has not read megabytes of echo still gets all of it, then EOF" {
+	check_shutdown_owed TERM
+}
+
+@test "on SIGINT with no client the server exits 0 within 2 s" {
+	check_shutdown INT 0
+}
+
+@test "20 runs of start-then-SIGINT each exit 0 within 1 s" {
+	check_quick_signals 20 1
+}
+
+# Chapter 3's flaw, fixed.
+@test "fixed: with -t 2, a third and a 500th client get their echo while two others stay connected" {
+	check_third_client_served
+}
+
+@test "1000 clients at once on -t 2 each get their own bytes back, on 3 threads throughout" {
+	check_threads_fixed 1000 2
+}
+
+@test "-v shows the connections spread round robin over the workers" {
+	check_round_robin 100 2
+	stop_all_servers
+	check_round_robin 100 3
+}
+
+@test "10 000 connections at once on -t 2 each echo, connecting in seconds" {
+	check_many_idle 10000
+}
+
+@test "out of descriptors, the server does not spin and serves clients once others leave" {
+	check_emfile
+}
+
+@test "-i 1 closes an idle client within 1 to 3 s while an active one stays" {
+	check_idle_timeout
+}
+
+@test "-c 10 serves exactly 10 of 15 clients, closes 5 at once, and takes a new one after two leave" {
+	check_connection_limit
+}
+
+@test "drain: with 200 clients connected, SIGTERM echoes what each sent, then EOF; exit 0 within 2 s" {
+	check_shutdown TERM 200
+}
