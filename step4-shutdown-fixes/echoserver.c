@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,22 @@ static struct workqueue workqueue;
 static int verbose;
 
 /*
+ * Log one line to stderr.  Several threads log at once, and warnx() writes a
+ * line in pieces, so hold stderr's lock for the whole line.
+ */
+static void
+logx(const char *fmt, ...)
+{
+	va_list ap;
+
+	flockfile(stderr);
+	va_start(ap, fmt);
+	vwarnx(fmt, ap);
+	va_end(ap);
+	funlockfile(stderr);
+}
+
+/*
  * Close a client's connection and stop its loop, which may still hold the
  * drain timer; server_job_function() frees the rest.
  */
@@ -83,7 +100,7 @@ static void
 client_close(struct client *c)
 {
 	if (verbose)
-		warnx("%s: closed", c->peer);
+		logx("%s: closed", c->peer);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	close(c->fd);
@@ -141,7 +158,7 @@ echo_event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 	} else if (verbose && (what & BEV_EVENT_ERROR))
-		warnx("%s: %s", c->peer, strerror(errno));
+		logx("%s: %s", c->peer, strerror(errno));
 	client_close(c);
 }
 
@@ -214,21 +231,21 @@ accept_cb(evutil_socket_t fd, short what, void *arg)
 	if ((cfd = accept(fd, (struct sockaddr *)&ss, &len)) == -1) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 		    errno != ECONNABORTED)
-			warn("accept");
+			logx("accept: %s", strerror(errno));
 		return;
 	}
 	if (fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK) == -1) {
-		warn("fcntl");
+		logx("fcntl: %s", strerror(errno));
 		close(cfd);
 		return;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		warn("calloc");
+		logx("calloc: %s", strerror(errno));
 		close(cfd);
 		return;
 	}
 	if ((c->evbase = event_base_new()) == NULL) {
-		warnx("event_base_new failed");
+		logx("event_base_new failed");
 		close(cfd);
 		free(c);
 		return;
@@ -236,7 +253,7 @@ accept_cb(evutil_socket_t fd, short what, void *arg)
 	c->fd = cfd;
 	format_addr((struct sockaddr *)&ss, len, c->peer, sizeof(c->peer));
 	if ((c->bev = bufferevent_socket_new(c->evbase, cfd, 0)) == NULL) {
-		warnx("bufferevent_socket_new failed");
+		logx("bufferevent_socket_new failed");
 		event_base_free(c->evbase);
 		close(cfd);
 		free(c);
@@ -247,7 +264,7 @@ accept_cb(evutil_socket_t fd, short what, void *arg)
 	bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (verbose)
-		warnx("%s: connected", c->peer);
+		logx("%s: connected", c->peer);
 	/*
 	 * From here on only the worker that runs the job touches the client.
 	 * If every worker is busy with a connection, the job waits.
@@ -268,7 +285,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (verbose)
-		warnx("caught signal %d, exiting", (int)sig);
+		logx("caught signal %d, exiting", (int)sig);
 	event_base_loopexit(base, NULL);
 }
 

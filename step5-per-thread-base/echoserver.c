@@ -23,6 +23,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,22 @@ static int max_clients;
 static atomic_int nclients; /* live connections, all workers together */
 static struct event *listen_ev, *retry_ev;
 
+/*
+ * Log one line to stderr.  Several threads log at once, and warnx() writes a
+ * line in pieces, so hold stderr's lock for the whole line.
+ */
+static void
+logx(const char *fmt, ...)
+{
+	va_list ap;
+
+	flockfile(stderr);
+	va_start(ap, fmt);
+	vwarnx(fmt, ap);
+	va_end(ap);
+	funlockfile(stderr);
+}
+
 /* Format a socket address as "addr:port", or "[addr]:port" for IPv6. */
 static void
 format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
@@ -130,7 +147,7 @@ client_close(struct client *c)
 	struct worker *w = c->worker;
 
 	if (verbose)
-		warnx("worker %d: %s: closed", w->id, c->peer);
+		logx("worker %d: %s: closed", w->id, c->peer);
 	TAILQ_REMOVE(&w->clients, c, entry);
 	event_free(c->read_ev);
 	event_free(c->write_ev);
@@ -190,8 +207,8 @@ client_echo(struct client *c, const char *data, size_t len)
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR) {
 				if (verbose)
-					warn("worker %d: %s", c->worker->id,
-					     c->peer);
+					logx("worker %d: %s: %s", c->worker->id,
+					     c->peer, strerror(errno));
 				client_close(c);
 				return -1;
 			}
@@ -201,12 +218,12 @@ client_echo(struct client *c, const char *data, size_t len)
 			return 0;
 	}
 	if (c->output == NULL && (c->output = evbuffer_new()) == NULL) {
-		warnx("evbuffer_new failed");
+		logx("evbuffer_new failed");
 		client_close(c);
 		return -1;
 	}
 	if (evbuffer_add(c->output, data + n, len - (size_t)n) == -1) {
-		warnx("evbuffer_add failed");
+		logx("evbuffer_add failed");
 		client_close(c);
 		return -1;
 	}
@@ -230,7 +247,7 @@ echo_read_cb(evutil_socket_t fd, short what, void *arg)
 	if (what & EV_TIMEOUT) {
 		/* Idle for -i seconds, or quiet while shutting down. */
 		if (verbose && !c->draining)
-			warnx("worker %d: %s: idle", w->id, c->peer);
+			logx("worker %d: %s: idle", w->id, c->peer);
 		client_finish(c);
 		return;
 	}
@@ -238,7 +255,8 @@ echo_read_cb(evutil_socket_t fd, short what, void *arg)
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
 		if (verbose)
-			warn("worker %d: %s", w->id, c->peer);
+			logx("worker %d: %s: %s", w->id, c->peer,
+			     strerror(errno));
 		client_close(c);
 		return;
 	}
@@ -263,15 +281,16 @@ echo_write_cb(evutil_socket_t fd, short what, void *arg)
 	if (what & EV_TIMEOUT) {
 		/* Nothing of the echo was read for -i seconds. */
 		if (verbose)
-			warnx("worker %d: %s: not reading", c->worker->id,
-			      c->peer);
+			logx("worker %d: %s: not reading", c->worker->id,
+			     c->peer);
 		client_close(c);
 		return;
 	}
 	if (evbuffer_write(c->output, fd) == -1 && errno != EAGAIN &&
 	    errno != EWOULDBLOCK && errno != EINTR) {
 		if (verbose)
-			warn("worker %d: %s", c->worker->id, c->peer);
+			logx("worker %d: %s: %s", c->worker->id, c->peer,
+			     strerror(errno));
 		client_close(c);
 		return;
 	}
@@ -304,7 +323,7 @@ client_new(struct worker *w, int fd)
 	struct client *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		warn("calloc");
+		logx("calloc: %s", strerror(errno));
 		goto fail;
 	}
 	c->worker = w;
@@ -314,7 +333,7 @@ client_new(struct worker *w, int fd)
 	c->write_ev =
 		event_new(w->base, fd, EV_WRITE | EV_PERSIST, echo_write_cb, c);
 	if (c->read_ev == NULL || c->write_ev == NULL) {
-		warnx("event_new failed");
+		logx("event_new failed");
 		if (c->read_ev != NULL)
 			event_free(c->read_ev);
 		if (c->write_ev != NULL)
@@ -328,7 +347,7 @@ client_new(struct worker *w, int fd)
 	TAILQ_INSERT_TAIL(&w->clients, c, entry);
 	w->nclients++;
 	if (verbose)
-		warnx("worker %d: %s: connected", w->id, c->peer);
+		logx("worker %d: %s: connected", w->id, c->peer);
 	if (w->draining)
 		c->draining = 1;
 	client_read(c);
@@ -470,8 +489,8 @@ accept_cb(evutil_socket_t fd, short what, void *arg)
 		if ((cfd = accept(fd, NULL, NULL)) == -1) {
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
-				warn("accept (pausing for %d ms)",
-				     ACCEPT_RETRY_MS);
+				logx("accept (pausing for %d ms): %s",
+				     ACCEPT_RETRY_MS, strerror(errno));
 				event_del(listen_ev);
 				event_add(retry_ev, &retry);
 				return;
@@ -479,7 +498,7 @@ accept_cb(evutil_socket_t fd, short what, void *arg)
 			if (errno == ECONNABORTED || errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				warn("accept");
+				logx("accept: %s", strerror(errno));
 			return;
 		}
 		if (max_clients > 0 && atomic_load(&nclients) >= max_clients) {
@@ -488,13 +507,13 @@ accept_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		if (fcntl(cfd, F_SETFL, O_NONBLOCK) == -1) {
-			warn("fcntl");
+			logx("fcntl: %s", strerror(errno));
 			close(cfd);
 			continue;
 		}
 		atomic_fetch_add(&nclients, 1);
 		if (worker_hand_off(&workers[next++ % nworkers], cfd) == -1) {
-			warnx("cannot queue a connection");
+			logx("cannot queue a connection");
 			close(cfd);
 			atomic_fetch_sub(&nclients, 1);
 		}
@@ -519,7 +538,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	if (verbose)
-		warnx("caught signal %d, exiting", (int)sig);
+		logx("caught signal %d, exiting", (int)sig);
 	event_base_loopexit(base, NULL);
 }
 

@@ -581,6 +581,8 @@ check_round_robin() {
 		"$SERVER_ERR" | sort | uniq -c | awk '{ print $1 }' | sort -n)
 	echo "# connections per worker: $(echo $counts)" >&3
 	assert_equal "$(wc -l <<<"$counts")" "$t"
+	# every connection is logged on a line of its own
+	assert_equal "$(awk '{ n += $1 } END { print n }' <<<"$counts")" "$n"
 	(($(tail -1 <<<"$counts") - $(head -1 <<<"$counts") <= 1))
 }
 
