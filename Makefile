@@ -2,9 +2,10 @@
 
 STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
 LAST := $(lastword $(STEPS))
+ECHO_PORT ?= 5555
 TOOLS := test/echoclient
 BATS_FLAGS ?=
-TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)))
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/docs.bats)
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
@@ -15,22 +16,25 @@ all: deps-build
 
 help:
 	@echo "make              build every chapter ($(STEPS))"
-	@echo "make run          build and run the final server ($(LAST)) on port 5555"
+	@echo "make run          build and run the final server ($(LAST)) on port $(ECHO_PORT)"
 	@echo "make test         run every chapter's tests; STEP=N for one chapter"
 	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
+	@echo "make readme-diffs write each chapter's diff into its README"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
 	@echo "make clean        remove what the build made"
 
-run: deps-build
-	$(MAKE) -C $(LAST)
-	./$(LAST)/echoserver -p 5555
+run: all
+	./$(LAST)/echoserver -p $(ECHO_PORT)
 
 test: deps-test all $(TOOLS)
 	bats $(BATS_FLAGS) $(TEST_FILES)
 
 test/%: test/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
+
+readme-diffs:
+	bash test/readme-diffs.sh
 
 diff:
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=N TO=M"; exit 2; }
@@ -51,4 +55,4 @@ deps-build:
 deps-test:
 	@bash test/deps.sh test
 
-.PHONY: all help run test diff check clean deps-build deps-test
+.PHONY: all help run test diff readme-diffs check clean deps-build deps-test

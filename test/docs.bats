@@ -1,0 +1,55 @@
+#!/usr/bin/env bats
+# The teaching layer: the chapters' diffs, copies and commands stay true.
+
+bats_load_library bats-support
+bats_load_library bats-assert
+
+ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+
+@test "every chapter's README ends with its current diff from the chapter before" {
+	run bash "$ROOT/test/readme-diffs.sh" --check
+	assert_success
+}
+
+@test "files a chapter keeps from the one before are byte-identical copies" {
+	cd "$ROOT"
+	local pair
+	for pair in \
+		step2-workqueue/workqueue.h:step3-threaded-echo/workqueue.h \
+		step2-workqueue/workqueue.c:step3-threaded-echo/workqueue.c \
+		step2-workqueue/workqueue_demo.c:step3-threaded-echo/workqueue_demo.c \
+		step3-threaded-echo/workqueue.h:step4-shutdown-fixes/workqueue.h \
+		step3-threaded-echo/workqueue_demo.c:step4-shutdown-fixes/workqueue_demo.c; do
+		cmp "${pair%%:*}" "${pair#*:}"
+	done
+}
+
+@test "every chapter's Makefile is the same below its chapter lines" {
+	cd "$ROOT"
+	local first="" m
+	for m in step*/Makefile; do
+		sed -n '/^# Everything below is the same in every chapter\.$/,$p' "$m" \
+			>"$BATS_TEST_TMPDIR/${m%%/*}"
+		[[ -s $BATS_TEST_TMPDIR/${m%%/*} ]] || fail "$m has no shared part"
+		[[ -n $first ]] || first=$BATS_TEST_TMPDIR/${m%%/*}
+		cmp "$first" "$BATS_TEST_TMPDIR/${m%%/*}"
+	done
+}
+
+@test "every historical flaw is marked in the code and gone from chapter 4 on" {
+	cd "$ROOT"
+	run grep -l "FLAW (fixed in step 4)" step2-workqueue/*.c step3-threaded-echo/*.c
+	assert_success
+	run grep -l "FLAW" step4-shutdown-fixes/*.[ch] step5-per-thread-base/*.[ch]
+	assert_failure
+}
+
+@test "every command block in the READMEs works verbatim" {
+	[[ -z ${README_COMMANDS_RUNNING:-} ]] || skip "already inside the README runner"
+	run env README_COMMANDS_RUNNING=1 bash "$ROOT/test/readme-commands.sh"
+	if ((status == 77)); then
+		skip "$output"
+	fi
+	echo "# $(grep -c '^ok ' <<<"$output") blocks ran, $(grep -c '^not run ' <<<"$output") not run" >&3
+	assert_success
+}
