@@ -779,3 +779,12 @@ check_connection_limit() {
 	done
 	((ok == 1)) || fail "no new client was served after two left"
 }
+
+# --- Exercises ----------------------------------------------------------------
+
+# An exercise's check: skipped unless EXERCISES=1.  It fails on the chapter's
+# own code and passes once the exercise is done.
+exercise() {
+	[[ ${EXERCISES:-} == 1 ]] ||
+		skip "exercise $1: run with EXERCISES=1 once you have done it"
+}

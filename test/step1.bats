@@ -86,3 +86,18 @@ load helper
 	done
 	wait "$load"
 }
+
+# Exercises (see step1-single-thread/README.md).
+@test "exercise 3: with -v the server logs how many bytes it echoed to each client" {
+	exercise 3
+	start_server -v
+	run client halfclose 1000
+	assert_success
+	local start=$SECONDS
+	until grep -q 'closed' "$SERVER_ERR"; do
+		((SECONDS - start <= 5)) || fail "no disconnection logged"
+		sleep 0.02
+	done
+	run cat "$SERVER_ERR"
+	assert_output --regexp 'closed after 1000 bytes'
+}

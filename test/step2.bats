@@ -46,3 +46,16 @@ load helper
 		assert_line "workers alive after shutdown: $n"
 	done
 }
+
+# Exercises (see step2-workqueue/README.md).
+@test "exercise 1: -s shuts down without waiting and counts the jobs dropped" {
+	exercise 1
+	run "$WORKQUEUE_DEMO" -w 2 -j 1000 -s
+	assert_success
+	local ran dropped
+	ran=$(sed -n 's/^jobs run: //p' <<<"$output")
+	dropped=$(sed -n 's/^jobs dropped: //p' <<<"$output")
+	[[ -n $ran && -n $dropped ]] || fail "expected 'jobs run: N' and 'jobs dropped: M'"
+	assert_equal $((ran + dropped)) 1000
+	((dropped > 0)) || fail "no job was dropped: did the demo wait?"
+}

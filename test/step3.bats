@@ -89,3 +89,10 @@ load helper
 	assert_line "jobs run: 1000"
 	assert_line "workers alive after shutdown: 4"
 }
+
+# Exercises (see step3-threaded-echo/README.md).
+@test "exercise 3: strict-headers no longer trips over struct bufferevent" {
+	exercise 3
+	run make -s -C "$SOURCE_DIR" strict-headers
+	refute_output --regexp "struct bufferevent"
+}

@@ -98,3 +98,16 @@ load helper
 @test "still wrong: with -t 2, a third client waits while two clients hold both workers" {
 	check_third_client_waits
 }
+
+# Exercises (see step4-shutdown-fixes/README.md).
+@test "exercise 4: with -v the shutdown logs how many connections it drained" {
+	exercise 4
+	start_server -t 2 -v
+	hold_clients 2
+	kill -TERM "$SERVER_PID"
+	wait_exit "$SERVER_PID" 3
+	assert_equal "$STATUS" 0
+	release_clients
+	run cat "$SERVER_ERR"
+	assert_output --regexp 'drained 2 connections'
+}

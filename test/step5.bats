@@ -121,3 +121,21 @@ load helper
 @test "drain: with 200 clients connected, SIGTERM echoes what each sent, then EOF; exit 0 within 2 s" {
 	check_shutdown TERM 200
 }
+
+# Exercises (see step5-per-thread-base/README.md).
+@test "exercise 2: SIGUSR1 makes every worker log its connection count" {
+	exercise 2
+	start_server -t 2
+	hold_clients 10
+	kill -USR1 "$SERVER_PID"
+	local start=$SECONDS
+	until (($(grep -c '^echoserver: worker [0-9]*: [0-9]* connections' "$SERVER_ERR") >= 2)); do
+		server_alive || fail "SIGUSR1 killed the server"
+		((SECONDS - start <= 5)) || fail "no statistics after SIGUSR1"
+		sleep 0.02
+	done
+	run cat "$SERVER_ERR"
+	assert_output --partial "worker 0: 5 connections"
+	assert_output --partial "worker 1: 5 connections"
+	release_clients
+}
