@@ -293,8 +293,8 @@ usage(void)
 	fprintf(stderr,
 		"usage: echoserver [-hv] [-a addr] [-p port] [-t threads]\n"
 		"  -a addr     address to listen on (default %s; IPv6 works)\n"
-		"  -p port     port to listen on, 0 for a free one (default "
-		"%s)\n"
+		"  -p port     port to listen on, 0 for a free one\n"
+		"              (default %s)\n"
 		"  -t threads  worker threads (default: the online CPUs, %ld)\n"
 		"  -v          log connections and disconnections to stderr\n"
 		"  -h          show this help\n",

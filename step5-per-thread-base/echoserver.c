@@ -589,16 +589,15 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: echoserver [-hv] [-a addr] [-c maxconn] [-i seconds] "
-		"[-p port]\n"
-		"                  [-t threads]\n"
+		"usage: echoserver [-hv] [-a addr] [-c maxconn] [-i seconds]\n"
+		"                  [-p port] [-t threads]\n"
 		"  -a addr     address to listen on (default %s; IPv6 works)\n"
-		"  -c maxconn  close connections over this many at once "
-		"(default 0: no limit)\n"
-		"  -i seconds  close a client idle this long (default 0: "
-		"never)\n"
-		"  -p port     port to listen on, 0 for a free one (default "
-		"%s)\n"
+		"  -c maxconn  close connections over this many at once\n"
+		"              (default 0: no limit)\n"
+		"  -i seconds  close a client idle this long\n"
+		"              (default 0: never)\n"
+		"  -p port     port to listen on, 0 for a free one\n"
+		"              (default %s)\n"
 		"  -t threads  worker threads (default: the online CPUs, %ld)\n"
 		"  -v          log connections and disconnections to stderr\n"
 		"  -h          show this help\n",
