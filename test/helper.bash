@@ -38,6 +38,18 @@ now() {
 	printf '%s\n' "$EPOCHREALTIME"
 }
 
+# wait_for_lines FILE PATTERN [COUNT [SECONDS]]: wait until FILE has COUNT
+# lines (default 1) matching the extended regex PATTERN; fail after SECONDS
+# (default 5).
+wait_for_lines() {
+	local file=$1 pattern=$2 count=${3:-1} limit=${4:-5} start=$SECONDS
+	until (($(grep -cE -- "$pattern" "$file" 2>/dev/null) >= count)); do
+		((SECONDS - start <= limit)) ||
+			fail "no $count line(s) matching '$pattern' in $file after ${limit}s"
+		sleep 0.02
+	done
+}
+
 # Succeed if process $1 has exited (gone, or a zombie waiting to be reaped).
 exited() {
 	local state
@@ -328,11 +340,7 @@ check_verbose_log() {
 	assert_output "logged"
 	run client halfclose 1K
 	# stderr names the client; stdout has the listening line and nothing else
-	local start=$SECONDS
-	until grep -q 'closed' "$SERVER_ERR"; do
-		((SECONDS - start <= 5)) || fail "no disconnection logged"
-		sleep 0.02
-	done
+	wait_for_lines "$SERVER_ERR" 'closed'
 	run cat "$SERVER_ERR"
 	assert_output --partial "127.0.0.1:"
 	assert_output --partial "connected"
@@ -596,11 +604,7 @@ check_round_robin() {
 	start_server -t "$t" -v
 	run client clients "$n" 1K
 	assert_success
-	local start=$SECONDS
-	until (($(grep -c ': connected$' "$SERVER_ERR") >= n)); do
-		((SECONDS - start <= 5)) || fail "not every connection was logged"
-		sleep 0.02
-	done
+	wait_for_lines "$SERVER_ERR" ': connected$' "$n"
 	counts=$(sed -n 's/^echoserver: worker \([0-9]*\): .*: connected$/\1/p' \
 		"$SERVER_ERR" | sort | uniq -c | awk '{ print $1 }' | sort -n)
 	echo "# connections per worker: $(echo $counts)" >&3
