@@ -62,7 +62,7 @@ struct conn {
 	int fd;
 	int events;	   /* what epoll watches it for now */
 	int dialing;	   /* its connect() is in progress */
-	int failed;	   /* an error closed it */
+	int closed;	   /* an error closed it */
 	int shut;	   /* bulk: its write side is shut down */
 	int done;	   /* bulk, idle: its whole echo is back */
 	uint64_t seed;	   /* its bytes are a function of seed and offset */
@@ -90,7 +90,7 @@ static size_t bulk_mib = 64;
 /* The run. */
 static struct conn *conns;
 static int epfd;
-static size_t left;	  /* connections neither done nor failed */
+static size_t left;	  /* connections neither done nor closed */
 static uint64_t deadline; /* the hard deadline, in now_ns() time */
 static int measuring;	  /* pingpong: the warm-up is over */
 static uint64_t errors, mismatches, measured, last_echo;
@@ -169,7 +169,7 @@ conn_fail(struct conn *c, const char *fmt, ...)
 		warnx("more errors: counted, not shown");
 	close(c->fd);
 	c->fd = -1;
-	c->failed = 1;
+	c->closed = 1;
 	c->dialing = 0;
 	if (!c->done)
 		left--;
@@ -280,14 +280,18 @@ dial_done(struct conn *c)
 	watch(c, EPOLLIN);
 }
 
-/* Connect all nconns connections, MAX_DIALING at a time; return how many. */
+/*
+ * Connect all nconns connections, MAX_DIALING at a time, and return how many
+ * are open.  Those not connected by give_up are left out: a server that
+ * accepts no more has a full backlog, and the kernel drops further SYNs.
+ */
 static size_t
-dial_all(void)
+dial_all(uint64_t give_up)
 {
 	struct epoll_event ev[MAX_EVENTS];
 	struct addrinfo hints, *ai;
 	struct conn *c;
-	size_t next = 0, dialing = 0, open = 0;
+	size_t next = 0, dialing = 0, open = 0, k;
 	int i, n, rc;
 
 	memset(&hints, 0, sizeof(hints));
@@ -308,8 +312,10 @@ dial_all(void)
 			     "deadline: %zu of %zu connections still "
 			     "connecting after %.1f s",
 			     dialing + nconns - next, nconns, limit_s);
-		if ((n = epoll_wait(epfd, ev, MAX_EVENTS,
-				    ms_until(deadline))) == -1) {
+		if (now_ns() >= give_up)
+			break;
+		if ((n = epoll_wait(epfd, ev, MAX_EVENTS, ms_until(give_up))) ==
+		    -1) {
 			if (errno == EINTR)
 				continue;
 			err(1, "epoll_wait");
@@ -320,7 +326,19 @@ dial_all(void)
 				continue;
 			dial_done(c);
 			dialing--;
-			open += !c->failed;
+			open += !c->closed;
+		}
+	}
+	/* Give up on the rest. */
+	for (k = 0; k < nconns; k++) {
+		c = &conns[k];
+		if (k >= next || c->dialing) {
+			if (c->fd >= 0)
+				close(c->fd);
+			c->fd = -1;
+			c->dialing = 0;
+			c->closed = 1;
+			left--;
 		}
 	}
 	freeaddrinfo(ai);
@@ -446,7 +464,7 @@ read_some(struct conn *c, uint64_t now)
 			  c->sent - c->received);
 }
 
-/* Run the loop until every connection is done or failed, or until t. */
+/* Run the loop until every connection is done or closed, or until t. */
 static void
 pump(uint64_t t, uint64_t measure_from)
 {
@@ -464,11 +482,11 @@ pump(uint64_t t, uint64_t measure_from)
 		}
 		for (i = 0; i < n; i++) {
 			c = ev[i].data.ptr;
-			if (c->failed || c->done)
+			if (c->closed || c->done)
 				continue;
 			if (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 				read_some(c, now_ns());
-			if (c->failed || c->done || c->sent == c->queued)
+			if (c->closed || c->done || c->sent == c->queued)
 				continue;
 			/* Write unless the socket is full and still says so. */
 			if ((ev[i].events & EPOLLOUT) ||
@@ -506,11 +524,11 @@ run_pingpong(uint64_t start)
 		conns[i].msg_size = size;
 		conns[i].sent_at = times + i * inflight;
 	}
-	open = dial_all();
+	open = dial_all(deadline);
 	begin = now_ns();
 	from = begin + (uint64_t)(warmup_s * NSEC);
 	for (i = 0; i < nconns; i++) {
-		if (conns[i].failed)
+		if (conns[i].closed)
 			continue;
 		for (k = 0; k < inflight; k++)
 			conns[i].sent_at[k] = begin;
@@ -518,13 +536,13 @@ run_pingpong(uint64_t start)
 		send_some(&conns[i]);
 	}
 	pump(from + (uint64_t)(duration_s * NSEC), from);
-	/* Every connection may have failed before the warm-up was over. */
+	/* Every connection may have closed before the warm-up was over. */
 	secs = now_ns() > from ? (double)(now_ns() - from) / NSEC : 0;
 	if (secs == 0)
 		secs = 1e-9;
 	for (i = 0; i < nconns; i++) {
 		total += conns[i].echoes;
-		starved += !conns[i].failed && conns[i].echoes == 0;
+		starved += !conns[i].closed && conns[i].echoes == 0;
 	}
 	p50 = hist_quantile(0.5);
 	p99 = hist_quantile(0.99);
@@ -568,10 +586,10 @@ run_bulk(uint64_t start)
 		if (i == nconns - 1)
 			conns[i].msg_size += total % nconns;
 	}
-	open = dial_all();
+	open = dial_all(deadline);
 	begin = now_ns();
 	for (i = 0; i < nconns; i++) {
-		if (conns[i].failed)
+		if (conns[i].closed)
 			continue;
 		conns[i].queued = conns[i].msg_size;
 		send_some(&conns[i]);
@@ -607,19 +625,23 @@ static void
 run_idle(uint64_t start)
 {
 	uint64_t t0, t1, until;
-	size_t i, open, echoed = 0;
+	size_t i, open, echoed = 0, starved;
 	struct timespec ts;
 
 	for (i = 0; i < nconns; i++)
 		conns[i].msg_size = size;
 	t0 = now_ns();
-	open = dial_all();
+	until = t0 + (uint64_t)(wait_s * NSEC);
+	open = dial_all(until < deadline ? until : deadline);
 	t1 = now_ns();
 	printf("idle: %zu of %zu connections open in %.0f ms\n", open, nconns,
 	       (double)(t1 - t0) / 1e6);
+	if (open + errors < nconns)
+		printf("  %zu gave up connecting after %.1f s\n",
+		       nconns - open - (size_t)errors, wait_s);
 	fflush(stdout);
 	for (i = 0; i < nconns; i++) {
-		if (conns[i].failed)
+		if (conns[i].closed)
 			continue;
 		conns[i].queued = size;
 		send_some(&conns[i]);
@@ -630,16 +652,17 @@ run_idle(uint64_t start)
 		echoed += conns[i].done;
 	if (echoed == 0)
 		last_echo = t1;
-	printf("  %zu of %zu echoed in %.0f ms; %zu never echoed within "
-	       "%.1f s\n",
-	       echoed, open, (double)(last_echo - t1) / 1e6, open - echoed,
-	       wait_s);
+	/* Starved: neither echoed nor closed by an error. */
+	starved = nconns - echoed - (size_t)errors;
+	printf("  %zu of %zu echoed in %.0f ms; %zu starved (not connected "
+	       "or not echoed within %.1f s)\n",
+	       echoed, nconns, (double)(last_echo - t1) / 1e6, starved, wait_s);
 	printf("  errors: %" PRIu64 ", mismatches: %" PRIu64 "\n", errors,
 	       mismatches);
 	printf("RESULT mode=idle conns=%zu open=%zu echoed=%zu starved=%zu "
 	       "connect_ms=%.0f echo_ms=%.0f errors=%" PRIu64
 	       " mismatches=%" PRIu64 " lost=0 cpu=%.2f\n",
-	       nconns, open, echoed, open - echoed, (double)(t1 - t0) / 1e6,
+	       nconns, open, echoed, starved, (double)(t1 - t0) / 1e6,
 	       (double)(last_echo - t1) / 1e6, errors, mismatches,
 	       cpu_share(start));
 	fflush(stdout);
@@ -698,11 +721,13 @@ usage(int status)
 		"      shuts down writing after its share and reads the echo "
 		"to EOF\n"
 		"  idle [-c conns] [-s bytes] [-w seconds] [-H seconds]\n"
-		"      open C connections (default 1000) at once, then send S "
+		"      open C connections (default 1000) at once, giving up on "
+		"those\n"
+		"      not connected in W seconds (default 5), then send S "
 		"bytes\n"
-		"      (default 16) on each and wait up to W seconds (default "
-		"5) for\n"
-		"      the echoes; then hold them open H seconds (default 0)\n"
+		"      (default 16) on each and wait up to W seconds for the "
+		"echoes;\n"
+		"      then hold them open H seconds (default 0)\n"
 		"sizes take a K or M suffix; seconds may have a fraction.\n"
 		"A connection that never gets an echo is starved: reported, "
 		"not an error.\n"
