@@ -2,7 +2,7 @@
 
 STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
 LAST := $(lastword $(STEPS))
-TOOLS := test/echoclient
+TOOLS := test/echoclient test/loadgen test/epoll_echo
 BATS_FLAGS ?=
 TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)))
 
@@ -18,6 +18,8 @@ help:
 	@echo "make run          build and run the final server ($(LAST)) on port 5555"
 	@echo "make test         run every chapter's tests; STEP=N for one chapter"
 	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
+	@echo "make bench        measure every chapter against a bare epoll loop and"
+	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
 	@echo "make clean        remove what the build made"
@@ -31,6 +33,12 @@ test: deps-test all $(TOOLS)
 
 test/%: test/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
+
+# The reference server runs one epoll loop per thread.
+test/epoll_echo: TOOL_CFLAGS += -pthread
+
+bench: all $(TOOLS)
+	bash test/bench.sh
 
 diff:
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=N TO=M"; exit 2; }
@@ -51,4 +59,4 @@ deps-build:
 deps-test:
 	@bash test/deps.sh test
 
-.PHONY: all help run test diff check clean deps-build deps-test
+.PHONY: all help run test diff check bench clean deps-build deps-test
