@@ -62,7 +62,7 @@ struct conn {
 	int fd;
 	int events;	   /* what epoll watches it for now */
 	int dialing;	   /* its connect() is in progress */
-	int closed;	   /* an error closed it */
+	int closed;	   /* an error closed it, or it never connected */
 	int shut;	   /* bulk: its write side is shut down */
 	int done;	   /* bulk, idle: its whole echo is back */
 	uint64_t seed;	   /* its bytes are a function of seed and offset */
@@ -72,8 +72,7 @@ struct conn {
 	uint64_t received; /* bytes echoed and checked */
 	uint64_t echoes;   /* messages whose echo is complete */
 	uint64_t bad_msg;  /* 1 + the last message counted as a mismatch */
-	uint64_t
-		*sent_at; /* pingpong: when each message in flight was queued */
+	uint64_t *sent_at; /* pingpong: when each message in flight left */
 };
 
 /* The options; 0 means "the mode's default". */
