@@ -258,9 +258,13 @@ run_one() {
 		if [[ $mode == idle ]]; then
 			run_idle "${opts[@]}"
 		else
+			# In the background: a trap runs at once during "wait".
 			timeout -k 5 90 "$LOADGEN" -p "$SPORT" -T 60 "$mode" \
-				"${opts[@]}" >"$TMP/lg.out" 2>"$TMP/lg.err" 3>&-
+				"${opts[@]}" >"$TMP/lg.out" 2>"$TMP/lg.err" 3>&- &
+			LPID=$!
+			wait "$LPID"
 			LG_STATUS=$?
+			LPID=
 		fi
 		t1=$(cpu_ticks "$SPID")
 		stop_server
