@@ -3,7 +3,7 @@
 STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
 LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
-TOOLS := test/echoclient
+TOOLS := test/echoclient test/loadgen test/epoll_echo
 BATS_FLAGS ?=
 TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/docs.bats)
 
@@ -20,6 +20,8 @@ help:
 	@echo "make test         run every chapter's tests; STEP=N for one chapter"
 	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
 	@echo "make readme-diffs write each chapter's diff into its README"
+	@echo "make bench        measure every chapter against a bare epoll loop and"
+	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
 	@echo "make clean        remove what the build made"
@@ -35,6 +37,12 @@ test/%: test/%.c
 
 readme-diffs:
 	bash test/readme-diffs.sh
+
+# The reference server runs one epoll loop per thread.
+test/epoll_echo: TOOL_CFLAGS += -pthread
+
+bench: all $(TOOLS)
+	bash test/bench.sh
 
 diff:
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=N TO=M"; exit 2; }
@@ -55,4 +63,4 @@ deps-build:
 deps-test:
 	@bash test/deps.sh test
 
-.PHONY: all help run test diff readme-diffs check clean deps-build deps-test
+.PHONY: all help run test diff readme-diffs check bench clean deps-build deps-test
