@@ -792,3 +792,51 @@ exercise() {
 	[[ ${EXERCISES:-} == 1 ]] ||
 		skip "exercise $1: run with EXERCISES=1 once you have done it"
 }
+
+# Out of descriptors, chapters 1 to 4 spin: accept() fails with EMFILE, the
+# connection stays in the backlog, the listening socket stays readable, and
+# the loop calls accept_cb() again at once.  The test lowers the running
+# server's limit so that it cannot open one more descriptor (prlimit),
+# connects one client, and measures the server's CPU for a second.
+check_accept_spins() {
+	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
+	start_server "$@"
+	local free=0 fd t0 t1 ticks
+	# the lowest free descriptor: a limit there leaves no room for one more
+	while [[ -e /proc/$SERVER_PID/fd/$free ]]; do
+		free=$((free + 1))
+	done
+	prlimit --pid "$SERVER_PID" --nofile="$free:"
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	t0=$(server_cpu_ticks)
+	sleep 1
+	t1=$(server_cpu_ticks)
+	ticks=$(getconf CLK_TCK)
+	echo "# out of descriptors, the server used $((100 * (t1 - t0) / ticks))% CPU" >&3
+	exec {fd}>&-
+	((100 * (t1 - t0) > 50 * ticks))
+}
+
+# The fix: out of descriptors, accepting pauses instead of spinning, and
+# resumes by itself once a descriptor is free again.
+check_accept_pauses() {
+	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
+	start_server "$@"
+	local free=0 fd t0 t1 ticks reply
+	while [[ -e /proc/$SERVER_PID/fd/$free ]]; do
+		free=$((free + 1))
+	done
+	prlimit --pid "$SERVER_PID" --nofile="$free:"
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'waiting\n' >&"$fd"
+	t0=$(server_cpu_ticks)
+	sleep 1
+	t1=$(server_cpu_ticks)
+	ticks=$(getconf CLK_TCK)
+	echo "# out of descriptors, the server used $((100 * (t1 - t0) / ticks))% CPU" >&3
+	((100 * (t1 - t0) < 20 * ticks))
+	prlimit --pid "$SERVER_PID" --nofile=1024:
+	IFS= read -r -t 2 reply <&"$fd" || fail "no echo once descriptors were free"
+	assert_equal "$reply" "waiting"
+	exec {fd}>&-
+}

@@ -87,6 +87,10 @@ load helper
 	wait "$load"
 }
 
+@test "still wrong: out of descriptors, accepting spins at full CPU" {
+	check_accept_spins
+}
+
 # Exercises (see step1-single-thread/README.md).
 @test "exercise 3: with -v the server logs how many bytes it echoed to each client" {
 	exercise 3

@@ -90,6 +90,10 @@ load helper
 	assert_line "workers alive after shutdown: 4"
 }
 
+@test "still wrong: out of descriptors, accepting spins at full CPU" {
+	check_accept_spins -t 2
+}
+
 # Exercises (see step3-threaded-echo/README.md).
 @test "exercise 3: strict-headers no longer trips over struct bufferevent" {
 	exercise 3

@@ -99,6 +99,10 @@ load helper
 	check_third_client_waits
 }
 
+@test "still wrong: out of descriptors, accepting spins at full CPU" {
+	check_accept_spins -t 2
+}
+
 # Exercises (see step4-shutdown-fixes/README.md).
 @test "exercise 4: with -v the shutdown logs how many connections it drained" {
 	exercise 4

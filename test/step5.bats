@@ -110,6 +110,10 @@ load helper
 	check_emfile
 }
 
+@test "fixed: out of descriptors, accepting pauses instead of spinning, and resumes by itself" {
+	check_accept_pauses -t 2
+}
+
 @test "-i 1 closes an idle client within 1 to 3 s while an active one stays" {
 	check_idle_timeout
 }
