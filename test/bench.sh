@@ -547,10 +547,17 @@ else
 fi
 say "bench: every run in $CSV, the summary in $OUT/summary.csv, the table in $OUT/bench.md"
 
-# Fail if a server lost or changed a byte, or a run failed; starving is not
-# a failure, it is what the table reports.
-if awk -F, 'NR > 1 && ($6 != "ok" || $14 + $15 + $16 > 0) { bad = 1 } END { exit !bad }' "$CSV"; then
-	say "bench: some runs failed or lost data: see the problems column"
+# Fail if any server lost or changed a byte, or if a run of the final
+# server or of the reference failed.  Starving, and chapters 3 and 4 dying
+# with thousands of clients, are not failures of the bench: they are the
+# flaws the table reports.
+if awk -F, 'NR > 1 && ($15 + $16 > 0 ||
+	($5 ~ /^(step5|epoll_echo)$/ && ($6 != "ok" || $14 > 0))) { bad = 1 }
+	END { exit !bad }' "$CSV"; then
+	say "bench: a run lost or changed data, or the final server failed: see the problems column"
 	exit 1
+fi
+if awk -F, 'NR > 1 && ($6 != "ok" || $14 > 0) { bad = 1 } END { exit !bad }' "$CSV"; then
+	say "bench: some runs of the earlier chapters failed, as their flaws predict: see the problems column"
 fi
 exit 0

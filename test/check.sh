@@ -3,6 +3,7 @@
 #
 #   warnings   gcc and clang, -std=c11 -Wall -Wextra -Wpedantic -Werror
 #   format     every C file matches the root .clang-format
+#   scripts    shellcheck finds no warning in the shell scripts
 #   cppcheck   finds nothing
 #   asan       the chapter's tests pass against an ASan+UBSan build
 #   valgrind   an echo-and-SIGINT run: no errors, all heap blocks freed
@@ -14,8 +15,8 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-GATES=${GATES:-warnings format cppcheck asan valgrind tsan}
+cd "$ROOT" || exit 1
+GATES=${GATES:-warnings format shellcheck cppcheck asan valgrind tsan}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 failed=()
@@ -120,6 +121,11 @@ if has_gate format; then
 	clang-format --dry-run --Werror $CFILES || fail "format"
 fi
 
+if has_gate shellcheck; then
+	say "shellcheck: the scripts"
+	shellcheck -S warning test/*.sh .ci/run || fail "shellcheck"
+fi
+
 if has_gate cppcheck; then
 	say "cppcheck"
 	# cppcheck reads no system header, so show it the queue macros.
@@ -157,7 +163,7 @@ for step in "$@"; do
 					progs+=("${p#*:}=$WORK/asan/$step/${p%:*}")
 			done
 			env "${progs[@]}" SANITIZER=asan \
-				ASAN_OPTIONS=detect_leaks=$(applies "$leak_steps" "$step" && echo 1 || echo 0) \
+				ASAN_OPTIONS="detect_leaks=$(applies "$leak_steps" "$step" && echo 1 || echo 0)" \
 				UBSAN_OPTIONS=print_stacktrace=1 \
 				bats "test/step$n.bats" || fail "$step: tests under ASan+UBSan"
 		else

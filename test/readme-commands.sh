@@ -18,7 +18,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 # blocks FILE: print "LINE<TAB>MARKER<TAB>COMMANDS" for each sh block, with
 # the commands' newlines as \x1f.
