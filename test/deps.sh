@@ -18,6 +18,9 @@ if [[ ${1:-build} == test ]]; then
 	[[ -f /usr/lib/bats/bats-assert/load.bash ||
 		-f /usr/lib/bats-assert/load.bash ]] || need+=(bats-assert)
 	command -v socat >/dev/null || need+=(socat)
+	# the README-command test runs in a network namespace of its own
+	command -v ip >/dev/null || need+=(iproute2)
+	command -v prlimit >/dev/null || need+=(util-linux)
 fi
 ((${#need[@]} == 0)) && exit 0
 
