@@ -50,7 +50,8 @@ load helper
 # Exercises (see step2-workqueue/README.md).
 @test "exercise 1: -s shuts down without waiting and counts the jobs dropped" {
 	exercise 1
-	run "$WORKQUEUE_DEMO" -w 2 -j 1000 -s
+	run timeout 10 "$WORKQUEUE_DEMO" -w 2 -j 1000 -s
+	((status != 124)) || fail "the demo hung in workqueue_shutdown(): a worker saw terminate with jobs queued and left holding jobs_mutex"
 	assert_success
 	local ran dropped
 	ran=$(sed -n 's/^jobs run: //p' <<<"$output")
