@@ -657,8 +657,9 @@ check_many_idle() {
 	echo "# $output" >&3
 	echo "# server RSS $before KiB -> $after KiB:" \
 		"$(((after - before) * 1024 / n)) bytes per idle connection" >&3
-	# a backlog of 128 would stall on dropped handshakes (1 s retries)
-	((ms < 5000))
+	# a backlog of 128 stalls on dropped handshakes (1 s retries): measured
+	# here, 7.5 s against 0.4 s with 4096
+	((ms < 3000))
 	server_alive
 }
 
