@@ -796,6 +796,16 @@ exercise() {
 		skip "exercise $1: run with EXERCISES=1 once you have done it"
 }
 
+# Lower the running server's soft descriptor limit to its lowest free
+# descriptor: it cannot open one more.
+leave_no_descriptor() {
+	local free=0
+	while [[ -e /proc/$SERVER_PID/fd/$free ]]; do
+		free=$((free + 1))
+	done
+	prlimit --pid "$SERVER_PID" --nofile="$free:"
+}
+
 # Out of descriptors, chapters 1 to 4 spin: accept() fails with EMFILE, the
 # connection stays in the backlog, the listening socket stays readable, and
 # the loop calls accept_cb() again at once.  The test lowers the running
@@ -804,12 +814,8 @@ exercise() {
 check_accept_spins() {
 	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
 	start_server "$@"
-	local free=0 fd t0 t1 ticks
-	# the lowest free descriptor: a limit there leaves no room for one more
-	while [[ -e /proc/$SERVER_PID/fd/$free ]]; do
-		free=$((free + 1))
-	done
-	prlimit --pid "$SERVER_PID" --nofile="$free:"
+	local fd t0 t1 ticks
+	leave_no_descriptor
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
 	t0=$(server_cpu_ticks)
 	sleep 1
@@ -825,11 +831,8 @@ check_accept_spins() {
 check_accept_pauses() {
 	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
 	start_server "$@"
-	local free=0 fd t0 t1 ticks reply
-	while [[ -e /proc/$SERVER_PID/fd/$free ]]; do
-		free=$((free + 1))
-	done
-	prlimit --pid "$SERVER_PID" --nofile="$free:"
+	local fd t0 t1 ticks reply
+	leave_no_descriptor
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
 	printf 'waiting\n' >&"$fd"
 	t0=$(server_cpu_ticks)
