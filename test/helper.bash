@@ -846,3 +846,19 @@ check_accept_pauses() {
 	assert_equal "$reply" "waiting"
 	exec {fd}>&-
 }
+
+# listening_port PID: the TCP port process PID listens on (for servers that
+# do not print it), waiting for it at most 5 s.
+listening_port() {
+	local i inode port
+	for ((i = 0; i < 250; i++)); do
+		for inode in $(ls -l "/proc/$1/fd" 2>/dev/null |
+			sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p'); do
+			port=$(awk -v ino="$inode" '$4 == "0A" && $10 == ino {
+				split($2, a, ":"); print a[2] }' /proc/net/tcp)
+			[[ -n $port ]] && { echo $((16#$port)); return 0; }
+		done
+		sleep 0.02
+	done
+	fail "process $1 listens on no TCP port"
+}
