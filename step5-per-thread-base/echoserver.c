@@ -160,8 +160,7 @@ client_close(struct client *c)
 		event_base_loopbreak(w->base);
 }
 
-/* How long the client may stay silent: the idle timeout, or while draining
- * the quiet period. */
+/* How long the client may stay silent: idle timeout, or drain's quiet time. */
 static const struct timeval *
 client_read_timeout(struct client *c)
 {

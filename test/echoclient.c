@@ -47,7 +47,6 @@ static const char *addr = "127.0.0.1";
 static const char *port;
 static long timeout_ms = 30000;
 static long stall_ms = 500;
-static int rcvbuf;
 static long read_delay_ms;
 
 /* Milliseconds on a clock that never jumps. */
@@ -98,10 +97,6 @@ dial(void)
 		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
 	if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
 		err(1, "socket");
-	/* A small receive buffer makes the server's echo back up sooner. */
-	if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
-				     sizeof(rcvbuf)) == -1)
-		err(1, "setsockopt SO_RCVBUF");
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1)
 		err(1, "connect to %s port %s", addr, port);
 	freeaddrinfo(ai);
@@ -342,34 +337,24 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: echoclient [-a addr] -p port [-d ms] [-r bytes] [-S "
-		"ms]\n"
-		"                  [-T ms] mode args\n"
-		"  stream BYTES       send and read at once; check every byte\n"
-		"  halfclose BYTES    send, shut down writing, read to EOF\n"
-		"  clients N BYTES    N connections at once, each halfclose\n"
-		"  noread BYTES       send without reading until the server "
-		"stops\n"
-		"                     taking data (-S ms), then read it all "
-		"back\n"
-		"  lateread BYTES     send up to BYTES without reading until "
-		"the server\n"
-		"                     stops taking data, shut down writing, "
-		"then read\n"
-		"  hold BYTES         like lateread, but without shutting "
-		"down writing;\n"
-		"                     read only once a line arrives on stdin,"
-		" then\n"
-		"                     expect the echo and EOF from the server\n"
-		"  idle N             open N connections, echo a line on each,"
-		"\n"
-		"                     keep them open until a line arrives on "
-		"stdin\n"
-		"  rst BYTES          send, then reset without reading\n"
-		"  -d ms     pause this long after each read\n"
-		"  -r bytes  receive buffer size (SO_RCVBUF)\n"
-		"  -S ms     how long noread waits for a write to go through\n"
-		"  -T ms     give up after this long (default 30000)\n");
+		"usage: echoclient [-a addr] -p port [-d ms] [-S ms] [-T ms]\n"
+		"                  mode args\n"
+		"  stream BYTES     send and read at once; check every byte\n"
+		"  halfclose BYTES  send, shut down writing, read to EOF\n"
+		"  clients N BYTES  N connections at once, each halfclose\n"
+		"  noread BYTES     send without reading until the server\n"
+		"                   stops taking data (-S ms), then read all\n"
+		"  lateread BYTES   the same, but send only what the server\n"
+		"                   took, and shut down writing, then read\n"
+		"  hold BYTES       like lateread, but do not shut down;\n"
+		"                   read once a line arrives on stdin, then\n"
+		"                   expect the whole echo and EOF\n"
+		"  idle N           open N connections, echo a line on each,\n"
+		"                   keep them until a line arrives on stdin\n"
+		"  rst BYTES        send, then reset without reading\n"
+		"  -d ms  pause this long after each read\n"
+		"  -S ms  how long noread waits for a write to go through\n"
+		"  -T ms  give up after this long (default 30000)\n");
 	exit(2);
 }
 
@@ -386,7 +371,7 @@ main(int argc, char *argv[])
 	long deadline;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "a:d:p:r:S:T:")) != -1) {
+	while ((ch = getopt(argc, argv, "a:d:p:S:T:")) != -1) {
 		switch (ch) {
 		case 'a':
 			addr = optarg;
@@ -396,9 +381,6 @@ main(int argc, char *argv[])
 			break;
 		case 'p':
 			port = optarg;
-			break;
-		case 'r':
-			rcvbuf = (int)parse_size(optarg);
 			break;
 		case 'S':
 			stall_ms = (long)parse_size(optarg);
