@@ -7,7 +7,7 @@
 # server runs once, in the same order (A B C A B C ...), freshly started on a
 # free port, so the drift of a noisy machine spreads over all of them, and the
 # ratio to epoll_echo is taken within each round.  It prints a Markdown table
-# and writes bench-results/: bench.csv (every run), summary.csv, bench.md
+# and writes test/results/latest/: bench.csv (every run), summary.csv, bench.md
 # (the table) and bench.svg (a chart, if gnuplot is installed).
 #
 #   BENCH_QUICK=1        a subset that takes about a minute
@@ -23,7 +23,7 @@ cd "$ROOT" || exit 1
 
 LOADGEN=test/loadgen
 REF=epoll_echo
-OUT=bench-results
+OUT=test/results/latest
 QUICK=${BENCH_QUICK:-0}
 THREADS=${BENCH_THREADS:-$(nproc)}
 HZ=$(getconf CLK_TCK)
