@@ -348,6 +348,26 @@ check_verbose_log() {
 	assert_output "listening on 127.0.0.1:$PORT"
 }
 
+# Flaw F11, chapters 1 to 3: SO_REUSEADDR is set after bind(), too late for
+# it.  A server stopped while a client is connected leaves that connection
+# closing on its port, and a new server on the same port at once fails with
+# "Address already in use", exit 1.  (Bounded by timeout: a server that
+# starts instead would run until killed.)
+check_restart_fails() {
+	start_server "$@"
+	local fd reply port=$PORT
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'connected\n' >&"$fd"
+	IFS= read -r -t 5 reply <&"$fd" || fail "no echo before the shutdown"
+	kill -INT "$SERVER_PID"
+	wait_exit "$SERVER_PID" 5
+	assert_equal "$STATUS" 0
+	run timeout 5 "$ECHOSERVER" -p "$port" "$@" 3>&-
+	exec {fd}>&-
+	assert_equal "$status" 1
+	assert_output --partial "Address already in use"
+}
+
 # --- Several clients at once ----------------------------------------------
 
 # hold_clients N: open N connections and check each gets an echo while the

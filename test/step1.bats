@@ -91,7 +91,21 @@ load helper
 	check_accept_spins
 }
 
+@test "still wrong: a restart right after a shutdown with a client connected fails: address in use" {
+	check_restart_fails
+}
+
 # Exercises (see step1-single-thread/README.md).
+@test "exercise 2: with the ancestor's close-on-error back, a half-closed client loses its echo" {
+	exercise 2
+	start_server
+	# the client shuts down writing at once and reads slowly: on EOF the
+	# server still owes it most of the 64 MiB
+	run client -d 1 lateread 64M
+	assert_failure
+	assert_output --regexp "EOF after [0-9]+ of [0-9]+ bytes: [0-9]+ lost"
+}
+
 @test "exercise 3: with -v the server logs how many bytes it echoed to each client" {
 	exercise 3
 	start_server -v
