@@ -120,7 +120,9 @@ workqueue_shutdown(workqueue_t *workqueue)
 {
 	worker_t *worker = NULL;
 
-	/* FLAW (fixed in step 4): F4, terminate is written without jobs_mutex.
+	/*
+	 * FLAW (fixed in step 4): F4, terminate is written without jobs_mutex,
+	 * and the list is walked while a leaving worker frees itself.
 	 */
 	for (worker = workqueue->workers; worker != NULL; worker = worker->next)
 		worker->terminate = 1;
