@@ -1,9 +1,9 @@
 /*
- * workqueue.h: a fixed pool of worker threads that run jobs from one queue.
+ * workqueue.h: the 2012 article's work queue, with its names.
  *
- * A job is a function and a pointer; workqueue_add_job() queues it and one
- * of the workers runs it.  One mutex guards the queue and one condition
- * variable wakes a worker when a job arrives.
+ * A fixed pool of worker threads runs jobs from one queue.  A job is a
+ * function and a pointer; workqueue_add_job() queues it and one of the
+ * workers runs it.  Workers and jobs sit on doubly linked lists.
  */
 
 #ifndef WORKQUEUE_H
@@ -13,32 +13,38 @@
 
 struct workqueue;
 
-/* A unit of work: a worker calls job_function(job). */
-struct job {
-	void (*job_function)(struct job *job);
-	void *user_data;
-	struct job *next;
-};
-
-/* One worker thread. */
-struct worker {
+/* One worker thread, and whether it has been told to stop. */
+typedef struct worker {
 	pthread_t thread;
 	int terminate;
 	struct workqueue *workqueue;
+	struct worker *prev;
 	struct worker *next;
-};
+} worker_t;
+
+/* A unit of work: a worker calls job_function(job). */
+typedef struct job {
+	void (*job_function)(struct job *job);
+	void *user_data;
+	struct job *prev;
+	struct job *next;
+} job_t;
 
 /* The workers, the jobs waiting for one, and what guards them. */
-struct workqueue {
+typedef struct workqueue {
 	struct worker *workers;
 	struct job *waiting_jobs;
-	struct job *last_job;
 	pthread_mutex_t jobs_mutex;
 	pthread_cond_t jobs_cond;
-};
+} workqueue_t;
 
-int workqueue_init(struct workqueue *workqueue, int nworkers);
-void workqueue_add_job(struct workqueue *workqueue, struct job *job);
-void workqueue_shutdown(struct workqueue *workqueue);
+/* Start numWorkers threads (at least one); 0 on success, 1 on failure. */
+int workqueue_init(workqueue_t *workqueue, int numWorkers);
+
+/* Stop the workers; jobs still waiting are forgotten. */
+void workqueue_shutdown(workqueue_t *workqueue);
+
+/* Queue a job for the next free worker. */
+void workqueue_add_job(workqueue_t *workqueue, job_t *job);
 
 #endif /* WORKQUEUE_H */

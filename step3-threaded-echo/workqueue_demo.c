@@ -205,7 +205,7 @@ main(int argc, char *argv[])
 	}
 
 	if ((rc = workqueue_init(&workqueue, nworkers)) != 0)
-		errx(1, "workqueue_init: %s", strerror(rc));
+		errx(1, "workqueue_init failed");
 	for (i = 0; i < njobs; i++)
 		workqueue_add_job(&workqueue, &jobs[i].job);
 
