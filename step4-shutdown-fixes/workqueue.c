@@ -60,8 +60,12 @@ worker_function(void *ptr)
 			break;
 		job->job_function(job);
 	}
-	/* workqueue_shutdown() joins this thread, then frees worker. */
-	pthread_exit(NULL);
+	/*
+	 * workqueue_shutdown() joins this thread, then frees worker.  Return
+	 * rather than pthread_exit(), which may have to load the unwinder and
+	 * aborts the process if memory is too short to do it.
+	 */
+	return NULL;
 }
 
 /* Start numWorkers threads; 0 on success, 1 on failure. */

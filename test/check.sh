@@ -27,8 +27,11 @@ failed=()
 valgrind_steps="step1 step4 step5"
 tsan_steps="step4 step5"
 # LeakSanitizer likewise: chapter 3's connections are still running when
-# main() returns (its flaw (c)), so what they hold is lost by design.
-leak_steps="step1 step2 step4 step5"
+# main() returns (its flaw (c)), so what they hold is lost by design; and
+# chapter 2's workers outlive main() holding the only pointer to their own
+# worker_t, which workqueue_shutdown() forgot (F4), so clang 14's LeakSanitizer
+# now and then finds them lost, and crashes reporting them.
+leak_steps="step1 step4 step5"
 
 say() { printf '== %s\n' "$*"; }
 fail() {

@@ -24,14 +24,25 @@ load helper
 }
 
 @test "a count that is not a positive number is a usage error (exit 2)" {
-	for bad in "-w 0" "-w x" "-j -1" "-x"; do
+	local bad
+	for bad in "-w 0" "-w x" "-j -1" "-x" "-w 1001" "-w 1 extra" "-o -w 2" "-s -o" "-f 4 -w 4"; do
 		# shellcheck disable=SC2086
 		run "$WORKQUEUE_DEMO" $bad
 		assert_equal "$status" 2
+		assert_output --partial "usage: workqueue_demo"
 	done
 }
 
-# What is still wrong: the shutdown broadcast wakes the idle workers, they
+@test "a count must be plain digits: a sign, a space, a suffix or nothing is a usage error (exit 2)" {
+	local bad
+	for bad in " 1" "+1" "-0" "1x" "" "0x10" "99999999999"; do
+		run "$WORKQUEUE_DEMO" -w "$bad"
+		assert_equal "$status" 2
+		assert_output --partial "invalid worker count"
+	done
+}
+
+# What is still wrong (F2): the shutdown broadcast wakes the idle workers, they
 # find no job, and the wait loop puts them back to sleep for good.
 @test "still wrong: after shutdown all 4 idle workers are still alive" {
 	run "$WORKQUEUE_DEMO" -w 4 -j 1000
@@ -47,16 +58,55 @@ load helper
 	done
 }
 
-# Exercises (see step2-workqueue/README.md).
-@test "exercise 1: -s shuts down without waiting and counts the jobs dropped" {
-	exercise 1
-	run timeout 10 "$WORKQUEUE_DEMO" -w 2 -j 1000 -s
-	((status != 124)) || fail "the demo hung in workqueue_shutdown(): a worker saw terminate with jobs queued and left holding jobs_mutex"
+# F5: with both workers held in a job and 98 jobs queued, the shutdown forgets
+# the queue.  The two held jobs finish; the 98 never run.
+@test "still wrong: a shutdown with 98 jobs queued drops them: 2 of 100 jobs run" {
+	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
 	assert_success
-	local ran dropped
-	ran=$(sed -n 's/^jobs run: //p' <<<"$output")
-	dropped=$(sed -n 's/^jobs dropped: //p' <<<"$output")
-	[[ -n $ran && -n $dropped ]] || fail "expected 'jobs run: N' and 'jobs dropped: M'"
-	assert_equal $((ran + dropped)) 1000
-	((dropped > 0)) || fail "no job was dropped: did the demo wait?"
+	assert_line "jobs added: 100"
+	assert_line "jobs run: 2"
+}
+
+# F10: job 1 holds the only worker while jobs 2..5 are queued; each new job is
+# pushed at the head, where the worker takes the next one.
+@test "still wrong: queued jobs run newest first: 1 5 4 3 2" {
+	run "$WORKQUEUE_DEMO" -j 5 -o
+	assert_success
+	assert_line "order: 1 5 4 3 2"
+}
+
+# F17: with address space for two thread stacks only, the third
+# pthread_create() fails; workqueue_init() returns 1 and the two threads it
+# started run on, on a queue the caller has given up.
+@test "still wrong: a failed workqueue_init leaves the 2 threads it started running" {
+	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	assert_success
+	assert_line "workers alive after failed init: 2"
+}
+
+# Exercises (see step2-workqueue/README.md).
+@test "exercise 1: with terminate checked in the wait loop, every worker leaves" {
+	exercise 1
+	check_workers_joined
+}
+
+@test "exercise 2: a shutdown runs the jobs still queued: 100 of 100" {
+	exercise 2
+	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
+	assert_success
+	assert_line "jobs run: 100"
+}
+
+@test "exercise 3: queued jobs run oldest first: 1 2 3 4 5" {
+	exercise 3
+	run "$WORKQUEUE_DEMO" -j 5 -o
+	assert_success
+	assert_line "order: 1 2 3 4 5"
+}
+
+@test "exercise 4: a failed workqueue_init leaves no thread behind" {
+	exercise 4
+	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	assert_success
+	assert_line "workers alive after failed init: 0"
 }

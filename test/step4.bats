@@ -69,6 +69,27 @@ load helper
 	check_workers_joined
 }
 
+@test "fixed: a shutdown with 98 jobs still queued runs them all: 100 of 100" {
+	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
+	assert_success
+	assert_line "jobs added: 100"
+	assert_line "jobs run: 100"
+	assert_line "workers alive after shutdown: 0"
+}
+
+@test "fixed: queued jobs run in arrival order: 1 2 3 4 5" {
+	run "$WORKQUEUE_DEMO" -j 5 -o
+	assert_success
+	assert_line "order: 1 2 3 4 5"
+}
+
+# Chapter 2's queue, on the same flags, leaves the 2 threads running.
+@test "fixed: a failed workqueue_init stops and joins the threads it started" {
+	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	assert_success
+	assert_line "workers alive after failed init: 0"
+}
+
 # Fix 5: every connection's loop is stopped.
 @test "fixed: on SIGINT two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
 	check_shutdown INT 2
