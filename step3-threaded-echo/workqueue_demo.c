@@ -1,12 +1,15 @@
 /*
  * workqueue_demo: the work queue used for something other than sockets.
  *
- * It runs JOBS jobs on WORKERS workers, waits (bounded) until they have all
- * run, checks each ran exactly once, shuts the queue down and counts the
- * worker threads that still exist afterwards.  -b shows the jobs run in
- * parallel: WORKERS jobs that can only finish if all run at the same time.
+ * By default it runs JOBS jobs on WORKERS workers, waits (bounded) until all
+ * have run, checks each ran exactly once, shuts the queue down and counts the
+ * worker threads that still exist afterwards.  Each other mode shows one
+ * behaviour: -b jobs run in parallel, -c jobs can add jobs, -s what shutdown
+ * does with jobs still queued, -o the order queued jobs run in, -f what a
+ * failed workqueue_init() leaves behind.
  */
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <dirent.h>
@@ -24,6 +27,16 @@
 /* How long the demo waits for its jobs, and for workers to exit. */
 #define JOBS_TIMEOUT_MS 10000
 #define GRACE_MS	200
+/*
+ * -s: how long to wait for workqueue_shutdown() to return while every worker
+ * is held in a job, and then for the queued jobs to run.  A shutdown that
+ * drops the queue returns in microseconds, one that runs the queued jobs
+ * only after the held ones are released: after this bound the demo releases
+ * them anyway.  Then a queue that kept its jobs runs 100 short jobs in
+ * milliseconds, one that dropped them never will.  A second is a wide
+ * margin for either on a busy machine; each run waits it out once.
+ */
+#define SHUTDOWN_WAIT_MS 1000
 
 /* One demo job: which one it is and how often it ran. */
 struct demo_job {
@@ -42,6 +55,11 @@ struct demo {
 	int arrived;  /* -b: jobs that reached the barrier */
 	int nbarrier; /* -b: jobs that must be there at once */
 	int barrier_timeouts;
+	int started;	       /* -s, -o: held jobs that have begun */
+	int released;	       /* -s, -o: held jobs may finish */
+	int hold_timeouts;     /* -s, -o: held jobs never released */
+	int *order;	       /* -o: job ids in the order they began */
+	int shutdown_returned; /* -s: workqueue_shutdown() has returned */
 };
 
 /* An absolute CLOCK_REALTIME time ms milliseconds from now. */
@@ -58,6 +76,21 @@ deadline_in(long ms)
 		ts.tv_nsec -= 1000000000;
 	}
 	return ts;
+}
+
+/* Wait at most ms for *count to reach target; 1 if it did, 0 if not. */
+static int
+wait_for(struct demo *demo, const int *count, int target, long ms)
+{
+	struct timespec ts = deadline_in(ms);
+	int rc = 0, reached;
+
+	pthread_mutex_lock(&demo->mutex);
+	while (*count < target && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&demo->cond, &demo->mutex, &ts);
+	reached = *count >= target;
+	pthread_mutex_unlock(&demo->mutex);
+	return reached;
 }
 
 /* Record that a job ran, and wake main() if it waits for the count. */
@@ -103,6 +136,52 @@ barrier_job(struct job *job)
 	job_done(demo, dj);
 }
 
+/* A held job: note that it began, then wait (bounded) to be released. */
+static void
+held_job(struct job *job)
+{
+	struct demo_job *dj = (struct demo_job *)job;
+	struct demo *demo = job->user_data;
+	struct timespec ts = deadline_in(JOBS_TIMEOUT_MS);
+	int rc = 0;
+
+	pthread_mutex_lock(&demo->mutex);
+	if (demo->order != NULL)
+		demo->order[demo->started] = dj->id;
+	demo->started++;
+	pthread_cond_broadcast(&demo->cond);
+	while (!demo->released && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&demo->cond, &demo->mutex, &ts);
+	if (!demo->released)
+		demo->hold_timeouts++;
+	pthread_mutex_unlock(&demo->mutex);
+	job_done(demo, dj);
+}
+
+/* Let every held job, running or still to come, finish. */
+static void
+release_jobs(struct demo *demo)
+{
+	pthread_mutex_lock(&demo->mutex);
+	demo->released = 1;
+	pthread_cond_broadcast(&demo->cond);
+	pthread_mutex_unlock(&demo->mutex);
+}
+
+/* -s: shut the queue down from a thread of its own, so main() can watch. */
+static void *
+shutdown_thread(void *arg)
+{
+	struct demo *demo = arg;
+
+	workqueue_shutdown(demo->workqueue);
+	pthread_mutex_lock(&demo->mutex);
+	demo->shutdown_returned = 1;
+	pthread_cond_broadcast(&demo->cond);
+	pthread_mutex_unlock(&demo->mutex);
+	return NULL;
+}
+
 /* The number of threads in this process, from /proc/self/task. */
 static int
 count_threads(void)
@@ -120,21 +199,87 @@ count_threads(void)
 	return n;
 }
 
-/* Parse a count in 1..limit, or exit with a usage error. */
+/* The threads besides main() left after a grace period for leaving ones. */
 static int
-parse_count(const char *s, const char *what, int limit)
+threads_left(void)
 {
-	char *end;
+	int waited;
+
+	for (waited = 0; count_threads() > 1 && waited < GRACE_MS; waited += 10)
+		nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
+	return count_threads() - 1;
+}
+
+/* This process's virtual memory size in bytes, from /proc/self/status. */
+static unsigned long long
+vm_size(void)
+{
+	FILE *f;
+	char line[256];
+	unsigned long long kb = 0;
+
+	if ((f = fopen("/proc/self/status", "r")) == NULL)
+		err(1, "/proc/self/status");
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmSize: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	if (kb == 0)
+		errx(1, "no VmSize in /proc/self/status");
+	return kb * 1024;
+}
+
+/*
+ * -f: call workqueue_init() with only enough address space left for nstart
+ * thread stacks, so the next pthread_create() fails with EAGAIN, and count
+ * the threads the failed call leaves behind.
+ */
+static int
+run_failed_init(struct workqueue *workqueue, int nworkers, int nstart)
+{
+	struct rlimit old, lim;
+	pthread_attr_t attr;
+	size_t stack, guard;
+	int rc;
+
+	if ((rc = pthread_attr_init(&attr)) != 0 ||
+	    (rc = pthread_attr_getstacksize(&attr, &stack)) != 0)
+		errx(1, "pthread_attr: %s", strerror(rc));
+	pthread_attr_destroy(&attr);
+	if (getrlimit(RLIMIT_AS, &old) == -1)
+		err(1, "getrlimit");
+	/* Room for nstart stacks with their guard pages, and half a stack. */
+	guard = 2 * (size_t)sysconf(_SC_PAGESIZE);
+	lim = old;
+	lim.rlim_cur = vm_size() + (rlim_t)nstart * (stack + guard) + stack / 2;
+	if (old.rlim_cur != RLIM_INFINITY && lim.rlim_cur > old.rlim_cur)
+		errx(1, "the address-space limit is already too low for -f");
+	if (setrlimit(RLIMIT_AS, &lim) == -1)
+		err(1, "setrlimit");
+	rc = workqueue_init(workqueue, nworkers);
+	if (setrlimit(RLIMIT_AS, &old) == -1)
+		err(1, "setrlimit");
+	if (rc == 0)
+		errx(1, "workqueue_init did not fail: the limit did not stop "
+			"pthread_create");
+	printf("workers alive after failed init: %d\n", threads_left());
+	return 0;
+}
+
+/* Parse a count of 1..limit, digits only; return -1 if it is not one. */
+static int
+parse_count(const char *s, int limit)
+{
+	const char *p;
 	long n;
 
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno != 0 || n < 1 || n > limit) {
-		fprintf(stderr, "workqueue_demo: %s must be 1..%d: %s\n", what,
-			limit, s);
-		exit(2);
-	}
-	return (int)n;
+	for (p = s; *p != '\0'; p++)
+		if (*p < '0' || *p > '9')
+			return -1;
+	if (p == s || p - s > 9)
+		return -1;
+	n = strtol(s, NULL, 10);
+	return n < 1 || n > limit ? -1 : (int)n;
 }
 
 /* Print the usage, with the defaults, to stderr. */
@@ -142,27 +287,39 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: workqueue_demo [-bch] [-w workers] [-j jobs]\n"
-		"  -w workers  worker threads (default 4)\n"
-		"  -j jobs     jobs to run (default 1000)\n"
+		"usage: workqueue_demo [-bchos] [-f started] [-j jobs] "
+		"[-w workers]\n"
+		"  -w workers  worker threads, 1..1000 (default 4)\n"
+		"  -j jobs     jobs to run, 1..1000000 (default 1000)\n"
+		"  -b          one job per worker; each finishes only if all "
+		"run at once\n"
 		"  -c          every job adds a child job (2 x jobs run)\n"
-		"  -b          run one job per worker that finishes only if "
-		"all\n"
-		"              run at the same time\n");
+		"  -s          shut down while jobs still wait; print the jobs "
+		"run and added\n"
+		"  -o          queue jobs 1..jobs behind one held worker; "
+		"print "
+		"the order\n"
+		"              they ran in (implies -w 1)\n"
+		"  -f started  let only that many threads start (fewer than "
+		"workers) and\n"
+		"              count the threads the failed init leaves\n"
+		"  -h          show this help\n"
+		"At most one of -b, -c, -s, -o and -f.\n");
 }
 
-/* Run the jobs, shut the queue down, report what is left. */
+/* Parse the options, run the chosen mode, report what is left. */
 int
 main(int argc, char *argv[])
 {
 	struct workqueue workqueue;
 	struct demo demo;
 	struct demo_job *jobs;
-	struct timespec ts;
-	int ch, i, rc, nworkers = 4, njobs = 1000, total, alive, waited;
-	int barrier = 0, children = 0, bad = 0;
+	pthread_t thread;
+	int ch, i, rc, nworkers = 4, njobs = 1000, nstart = 0, total, first;
+	int barrier = 0, children = 0, drop = 0, order = 0, wflag = 0;
+	int bad = 0;
 
-	while ((ch = getopt(argc, argv, "bchj:w:")) != -1) {
+	while ((ch = getopt(argc, argv, "bcf:hj:osw:")) != -1) {
 		switch (ch) {
 		case 'b':
 			barrier = 1;
@@ -170,20 +327,68 @@ main(int argc, char *argv[])
 		case 'c':
 			children = 1;
 			break;
+		case 'f':
+			if ((nstart = parse_count(optarg, 999)) == -1) {
+				warnx("invalid thread count for -f: %s",
+				      optarg);
+				usage();
+				return 2;
+			}
+			break;
 		case 'h':
 			usage();
 			return 0;
 		case 'j':
-			njobs = parse_count(optarg, "jobs", 1000000);
+			if ((njobs = parse_count(optarg, 1000000)) == -1) {
+				warnx("invalid job count: %s", optarg);
+				usage();
+				return 2;
+			}
+			break;
+		case 'o':
+			order = 1;
+			break;
+		case 's':
+			drop = 1;
 			break;
 		case 'w':
-			nworkers = parse_count(optarg, "workers", 1000);
+			if ((nworkers = parse_count(optarg, 1000)) == -1) {
+				warnx("invalid worker count: %s", optarg);
+				usage();
+				return 2;
+			}
+			wflag = 1;
 			break;
 		default:
 			usage();
 			return 2;
 		}
 	}
+	if (optind != argc) {
+		warnx("unexpected argument: %s", argv[optind]);
+		usage();
+		return 2;
+	}
+	if (barrier + children + drop + order + (nstart > 0) > 1) {
+		warnx("choose at most one of -b, -c, -s, -o and -f");
+		usage();
+		return 2;
+	}
+	if (order && wflag && nworkers != 1) {
+		warnx("-o runs on one worker: -w must be 1");
+		usage();
+		return 2;
+	}
+	if (nstart > 0 && nstart >= nworkers) {
+		warnx("-f %d must be fewer than the %d workers", nstart,
+		      nworkers);
+		usage();
+		return 2;
+	}
+	if (nstart > 0)
+		return run_failed_init(&workqueue, nworkers, nstart);
+	if (order)
+		nworkers = 1;
 	if (barrier)
 		njobs = nworkers;
 	total = children ? 2 * njobs : njobs;
@@ -196,44 +401,80 @@ main(int argc, char *argv[])
 		errx(1, "pthread init: %s", strerror(rc));
 	if ((jobs = calloc((size_t)total, sizeof(*jobs))) == NULL)
 		err(1, "calloc");
+	if (order && (demo.order = calloc((size_t)total, sizeof(int))) == NULL)
+		err(1, "calloc");
 	for (i = 0; i < total; i++) {
-		jobs[i].id = i;
-		jobs[i].job.job_function = barrier ? barrier_job : count_job;
+		jobs[i].id = i + 1;
+		jobs[i].job.job_function = barrier	   ? barrier_job
+					   : drop || order ? held_job
+							   : count_job;
 		jobs[i].job.user_data = &demo;
 		if (children && i < njobs)
 			jobs[i].child = &jobs[njobs + i];
 	}
 
-	if ((rc = workqueue_init(&workqueue, nworkers)) != 0)
+	if (workqueue_init(&workqueue, nworkers) != 0)
 		errx(1, "workqueue_init failed");
-	for (i = 0; i < njobs; i++)
-		workqueue_add_job(&workqueue, &jobs[i].job);
 
-	/* Wait, bounded, until every job has run. */
-	ts = deadline_in(JOBS_TIMEOUT_MS);
-	rc = 0;
-	pthread_mutex_lock(&demo.mutex);
-	while (demo.done < total && rc != ETIMEDOUT)
-		rc = pthread_cond_timedwait(&demo.cond, &demo.mutex, &ts);
-	pthread_mutex_unlock(&demo.mutex);
-	if (rc == ETIMEDOUT)
-		errx(1, "timeout: %d of %d jobs ran", demo.done, total);
-	for (i = 0; i < total; i++) {
-		if (jobs[i].runs != 1) {
-			warnx("job %d ran %d times", i, jobs[i].runs);
-			bad = 1;
-		}
+	if (order) {
+		/* Job 1 holds the only worker while jobs 2..N are queued. */
+		workqueue_add_job(&workqueue, &jobs[0].job);
+		if (!wait_for(&demo, &demo.started, 1, JOBS_TIMEOUT_MS))
+			errx(1, "timeout: job 1 never started");
+		for (i = 1; i < njobs; i++)
+			workqueue_add_job(&workqueue, &jobs[i].job);
+		release_jobs(&demo);
+	} else {
+		for (i = 0; i < njobs; i++)
+			workqueue_add_job(&workqueue, &jobs[i].job);
 	}
 
-	workqueue_shutdown(&workqueue);
-
-	/* Give workers that are on their way out a moment to go. */
-	for (waited = 0; count_threads() > 1 && waited < GRACE_MS; waited += 10)
-		nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
-	alive = count_threads() - 1;
+	if (drop) {
+		/* Every worker holds a job; the others wait in the queue. */
+		first = njobs < nworkers ? njobs : nworkers;
+		if (!wait_for(&demo, &demo.started, first, JOBS_TIMEOUT_MS))
+			errx(1, "timeout: %d of %d workers began a job",
+			     demo.started, first);
+		if ((rc = pthread_create(&thread, NULL, shutdown_thread,
+					 &demo)) != 0)
+			errx(1, "pthread_create: %s", strerror(rc));
+		wait_for(&demo, &demo.shutdown_returned, 1, SHUTDOWN_WAIT_MS);
+		release_jobs(&demo);
+		pthread_join(thread, NULL);
+		/*
+		 * Give every job added the same time to run; from a queue that
+		 * dropped them, only the ones that began will finish.
+		 */
+		wait_for(&demo, &demo.done, njobs, SHUTDOWN_WAIT_MS);
+		pthread_mutex_lock(&demo.mutex);
+		first = demo.started;
+		pthread_mutex_unlock(&demo.mutex);
+		if (!wait_for(&demo, &demo.done, first, JOBS_TIMEOUT_MS))
+			errx(1, "timeout: %d of %d begun jobs finished",
+			     demo.done, first);
+	} else {
+		if (!wait_for(&demo, &demo.done, total, JOBS_TIMEOUT_MS))
+			errx(1, "timeout: %d of %d jobs ran", demo.done, total);
+		for (i = 0; i < total; i++) {
+			if (jobs[i].runs != 1) {
+				warnx("job %d ran %d times", jobs[i].id,
+				      jobs[i].runs);
+				bad = 1;
+			}
+		}
+		workqueue_shutdown(&workqueue);
+	}
 
 	printf("jobs run: %d\n", demo.done);
-	printf("workers alive after shutdown: %d\n", alive);
+	if (drop)
+		printf("jobs added: %d\n", njobs);
+	printf("workers alive after shutdown: %d\n", threads_left());
+	if (order) {
+		printf("order:");
+		for (i = 0; i < njobs; i++)
+			printf(" %d", demo.order[i]);
+		printf("\n");
+	}
 	if (barrier) {
 		if (demo.barrier_timeouts > 0) {
 			printf("barrier: failed (%d of %d jobs ran at once)\n",
@@ -243,10 +484,15 @@ main(int argc, char *argv[])
 		} else
 			printf("barrier: passed\n");
 	}
+	if (demo.hold_timeouts > 0) {
+		warnx("%d held jobs were never released", demo.hold_timeouts);
+		bad = 1;
+	}
 	fflush(stdout);
 	/* The demo's own objects: the queue's are its business. */
 	pthread_cond_destroy(&demo.cond);
 	pthread_mutex_destroy(&demo.mutex);
+	free(demo.order);
 	free(jobs);
 	return bad;
 }
