@@ -35,6 +35,9 @@ test: deps-test all $(TOOLS)
 test/%: test/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
 
+# The client and the load generator share their payload and size parser.
+test/echoclient test/loadgen: test/tools.h
+
 readme-diffs:
 	bash test/readme-diffs.sh
 
