@@ -80,8 +80,7 @@ END {
 		exit 2
 	ratios()
 	print "case,server,runs,failed_runs,value_median,value_min,value_max,ratio_median,ratio_min,ratio_max,cpu_median,cpu_ratio_median,p50_us,p99_us,p999_us,starved_max,errors,mismatches,lost" > summary
-	load_table()
-	idle_table()
+	tables()
 	chart_data()
 	if (verdict != "") {
 		print "bench: " verdict ": see the problems column" > verdict_file
@@ -175,83 +174,82 @@ function problems(k,    p) {
 	return p == "" ? "–" : substr(p, 1, length(p) - 2)
 }
 
-# The table of the ping-pong and bulk cases.
-function load_table(    i, j, c, s, k, m, header, tput, lat, cpu_cell, lg) {
+# The two tables, ping-pong and bulk, then idle, and summary.csv in the
+# same order.
+function tables(    i, j, c, s, k, header, idle_rows, idle_summary) {
 	for (i = 1; i <= ncases; i++) {
 		c = cases[i]
-		m = mode[c]
-		if (m == "idle")
-			continue
-		if (!header++) {
-			print "| case | server | throughput | × " ref " | latency p50 / p99 / p99.9 µs | server CPU | CPU × " ref " | loadgen CPU | starved | problems |"
-			print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-		}
 		for (j = 1; j <= nservers; j++) {
 			s = servers[j]
 			k = c SUBSEP s
 			if (!(k in runs))
 				continue
-			tput = cell(VALUE[k], 0, m == "pingpong" ? " msg/s" : " MB/s")
-			lat = "–"
-			if (m == "pingpong" && stats(P50[k])) {
-				lat = sprintf("%.0f", S["med"])
-				stats(P99[k])
-				lat = lat sprintf(" / %.0f", S["med"])
-				stats(P999[k])
-				lat = lat sprintf(" / %.0f", S["med"])
+			if (mode[c] == "idle") {
+				idle_rows = idle_rows idle_row(c, s, k) "\n"
+				idle_summary = idle_summary summary_row(c, s, k) "\n"
+				continue
 			}
-			cpu_cell = "–"
-			if (stats(CPU[k]))
-				cpu_cell = sprintf("%.2f", S["med"]) (m == "pingpong" ? " µs/msg" : " s/GB")
-			lg = stats(LOADGEN[k]) ? sprintf("%.0f %%", S["med"]) : "–"
-			print "| " label[c] " | " s " | " tput " | " cell(RATIO[k], 2, "") " | " lat " | " cpu_cell " | " cell(CPU_RATIO[k], 2, "") " | " lg " | " (starved[k] + 0) " | " problems(k) " |"
-			summary_row(c, s, m)
+			if (!header++) {
+				print "| case | server | throughput | × " ref " | latency p50 / p99 / p99.9 µs | server CPU | CPU × " ref " | loadgen CPU | starved | problems |"
+				print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+			}
+			print load_row(c, s, k)
+			print summary_row(c, s, k) > summary
 		}
+	}
+	if (idle_rows != "") {
+		print ""
+		print "| case | server | echoed | connect / echo ms | server RSS per connection | × " ref " | problems |"
+		print "| --- | --- | ---: | ---: | ---: | ---: | --- |"
+		printf "%s", idle_rows
+		printf "%s", idle_summary > summary
 	}
 }
 
-# The table of the idle cases.
-function idle_table(    i, j, c, s, k, header, echoed, conns, times, rss) {
-	for (i = 1; i <= ncases; i++) {
-		c = cases[i]
-		if (mode[c] != "idle")
-			continue
-		if (!header++) {
-			print ""
-			print "| case | server | echoed | connect / echo ms | server RSS per connection | × " ref " | problems |"
-			print "| --- | --- | ---: | ---: | ---: | ---: | --- |"
-		}
-		for (j = 1; j <= nservers; j++) {
-			s = servers[j]
-			k = c SUBSEP s
-			if (!(k in runs))
-				continue
-			# The fewest echoed, of the most asked for.
-			conns = stats(CONNS[k]) ? S["max"] : "–"
-			echoed = (stats(ECHOED[k]) ? S["min"] : "–") " of " conns
-			if (stats(OPEN[k]) && S["min"] < conns)
-				echoed = echoed " (" S["min"] " connected)"
-			times = (stats(CONNECT_MS[k]) ? S["med"] : "–") " / " (stats(ECHO_MS[k]) ? S["med"] : "–")
-			rss = "–"
-			if (stats(VALUE[k]))
-				rss = bytes(S["med"]) " (" bytes(S["min"]) "–" bytes(S["max"]) ")"
-			print "| " label[c] " | " s " | " echoed " | " times " | " rss " | " cell(RATIO[k], 2, "") " | " problems(k) " |"
-			summary_row(c, s, "idle")
-		}
+# A row of the ping-pong and bulk table.
+function load_row(c, s, k,    m, tput, lat, cpu_cell, lg) {
+	m = mode[c]
+	tput = cell(VALUE[k], 0, m == "pingpong" ? " msg/s" : " MB/s")
+	lat = "–"
+	if (m == "pingpong" && stats(P50[k])) {
+		lat = sprintf("%.0f", S["med"])
+		stats(P99[k])
+		lat = lat sprintf(" / %.0f", S["med"])
+		stats(P999[k])
+		lat = lat sprintf(" / %.0f", S["med"])
 	}
+	cpu_cell = "–"
+	if (stats(CPU[k]))
+		cpu_cell = sprintf("%.2f", S["med"]) (m == "pingpong" ? " µs/msg" : " s/GB")
+	lg = stats(LOADGEN[k]) ? sprintf("%.0f %%", S["med"]) : "–"
+	return "| " label[c] " | " s " | " tput " | " cell(RATIO[k], 2, "") " | " lat " | " cpu_cell " | " cell(CPU_RATIO[k], 2, "") " | " lg " | " (starved[k] + 0) " | " problems(k) " |"
 }
 
-# One line of summary.csv: medians (and ranges) over the rounds.
-function summary_row(c, s, m,    k, out) {
-	k = c SUBSEP s
+# A row of the idle table.
+function idle_row(c, s, k,    echoed, conns, times, rss) {
+	# The fewest echoed, of the most asked for.
+	conns = stats(CONNS[k]) ? S["max"] : "–"
+	echoed = (stats(ECHOED[k]) ? S["min"] : "–") " of " conns
+	if (stats(OPEN[k]) && S["min"] < conns)
+		echoed = echoed " (" S["min"] " connected)"
+	times = (stats(CONNECT_MS[k]) ? S["med"] : "–") " / " (stats(ECHO_MS[k]) ? S["med"] : "–")
+	rss = "–"
+	if (stats(VALUE[k]))
+		rss = bytes(S["med"]) " (" bytes(S["min"]) "–" bytes(S["max"]) ")"
+	return "| " label[c] " | " s " | " echoed " | " times " | " rss " | " cell(RATIO[k], 2, "") " | " problems(k) " |"
+}
+
+# A line of summary.csv: medians (and ranges) over the rounds.
+function summary_row(c, s, k,    pp, out) {
+	pp = mode[c] == "pingpong"
 	out = c "," s "," runs[k] "," (failed[k] + 0)
 	out = out (stats(VALUE[k]) ? "," S["med"] "," S["min"] "," S["max"] : ",,,")
 	out = out (stats(RATIO[k]) ? "," S["med"] "," S["min"] "," S["max"] : ",,,")
 	out = out "," (stats(CPU[k]) ? S["med"] : "") "," (stats(CPU_RATIO[k]) ? S["med"] : "")
-	out = out "," (m == "pingpong" && stats(P50[k]) ? S["med"] : "")
-	out = out "," (m == "pingpong" && stats(P99[k]) ? S["med"] : "")
-	out = out "," (m == "pingpong" && stats(P999[k]) ? S["med"] : "")
-	print out "," (starved[k] + 0) "," (errors[k] + 0) "," (mismatches[k] + 0) "," (lost[k] + 0) > summary
+	out = out "," (pp && stats(P50[k]) ? S["med"] : "")
+	out = out "," (pp && stats(P99[k]) ? S["med"] : "")
+	out = out "," (pp && stats(P999[k]) ? S["med"] : "")
+	return out "," (starved[k] + 0) "," (errors[k] + 0) "," (mismatches[k] + 0) "," (lost[k] + 0)
 }
 
 # The chart's data, tab-separated: for each ping-pong and bulk case, every
