@@ -11,7 +11,9 @@ TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.ba
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
 	-D_POSIX_C_SOURCE=200809L $(if $(filter 1,$(WERROR)),-Werror)
 
-all: deps-build
+# A plain make only builds: when something is missing it says what, and
+# `make deps` (or make run, test, check) installs it.
+all: have-build-deps
 	@for s in $(STEPS); do $(MAKE) -C $$s || exit 1; done
 
 help:
@@ -24,9 +26,11 @@ help:
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
+	@echo "make deps         install what make run, test and check need"
+	@echo "                  (Debian or Ubuntu; as root or with sudo)"
 	@echo "make clean        remove what the build made"
 
-run: all
+run: deps-run all
 	./$(LAST)/echoserver -p $(ECHO_PORT)
 
 test: deps-test all $(TOOLS)
@@ -34,6 +38,9 @@ test: deps-test all $(TOOLS)
 
 test/%: test/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
+
+# The client and the load generator share their payload and size parser.
+test/echoclient test/loadgen: test/tools.h
 
 readme-diffs:
 	bash test/readme-diffs.sh
@@ -50,17 +57,20 @@ diff:
 	test -n "$$from" -a -n "$$to" || { echo "no step $(FROM) or $(TO) here"; exit 2; }; \
 	diff -ruN -x '*.o' -x echoserver -x workqueue_demo -x strict-include -x README.md "$$from" "$$to" || true
 
-check: deps-test all $(TOOLS)
+check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)
 
 clean:
 	@for s in $(STEPS); do $(MAKE) -C $$s clean; done
 	rm -f $(TOOLS)
 
-deps-build:
-	@bash test/deps.sh build
+have-build-deps:
+	@bash test/deps.sh --check build
 
-deps-test:
-	@bash test/deps.sh test
+deps: deps-check
 
-.PHONY: all help run test diff readme-diffs check bench clean deps-build deps-test
+deps-run deps-test deps-check:
+	@bash test/deps.sh $(@:deps-%=%)
+
+.PHONY: all help run test diff readme-diffs check bench clean deps \
+	have-build-deps deps-run deps-test deps-check

@@ -1,45 +1,115 @@
 #!/usr/bin/env bash
-# deps.sh build|test: make sure what `make` (build) or `make test` (test)
-# needs is installed.  Missing Debian/Ubuntu packages are installed when we
-# are root or have passwordless sudo; otherwise print the one command to run.
+# deps.sh [--check] build|run|test|check: make sure what a make target needs
+# is installed.
+#
+#   build  `make`: a C compiler, make, pkg-config, libevent 2.1
+#   run    `make run`: that, and socat to try the server by hand
+#   test   `make test`: that, and Bats, socat, iproute2, util-linux
+#   check  `make check` and `make deps`: that, and clang with its sanitizer
+#          runtime, clang-format, cppcheck, valgrind, shellcheck
+#
+# Missing Debian/Ubuntu packages are installed when we are root or have
+# passwordless sudo; otherwise, or with --check, the script prints the one
+# command to run and fails.
 set -euo pipefail
 
-need=()
-have_pkg() { pkg-config --exists "$1" 2>/dev/null; }
-
-command -v cc >/dev/null || need+=(gcc)
-command -v make >/dev/null || need+=(make)
-command -v pkg-config >/dev/null || need+=(pkg-config)
-have_pkg libevent && have_pkg libevent_pthreads || need+=(libevent-dev)
-if [[ ${1:-build} == test ]]; then
-	command -v bats >/dev/null || need+=(bats)
-	[[ -f /usr/lib/bats/bats-support/load.bash ||
-		-f /usr/lib/bats-support/load.bash ]] || need+=(bats-support)
-	[[ -f /usr/lib/bats/bats-assert/load.bash ||
-		-f /usr/lib/bats-assert/load.bash ]] || need+=(bats-assert)
-	command -v socat >/dev/null || need+=(socat)
-	# the README-command test runs in a network namespace of its own
-	command -v ip >/dev/null || need+=(iproute2)
-	command -v prlimit >/dev/null || need+=(util-linux)
+check_only=0
+if [[ ${1:-} == --check ]]; then
+	check_only=1
+	shift
 fi
+want=${1:-build}
+case $want in
+build | run | test | check) ;;
+*)
+	echo "usage: deps.sh [--check] build|run|test|check" >&2
+	exit 2
+	;;
+esac
+
+have() { command -v "$1" >/dev/null; }
+have_pkg() { pkg-config --exists "$1" 2>/dev/null; }
+bats_lib() { [[ -f /usr/lib/bats/$1/load.bash || -f /usr/lib/$1/load.bash ]]; }
+
+# The sanitizer runtime that matches clang, when clang cannot link an ASan
+# program: libclang-rt-N-dev, N the major version of the installed clang or,
+# before it is installed, of the one apt would install.  Debian 12 and 13
+# and Ubuntu 24.04 package it so; where apt has no such package (Ubuntu
+# 22.04's clang 14 has it in libclang-common-14-dev, which clang depends
+# on), print nothing.
+sanitizer_pkg() {
+	local version pkg
+	if have clang; then
+		printf 'int main(void) { return 0; }\n' |
+			clang -fsanitize=address,undefined -x c - -o /dev/null \
+				2>/dev/null && return 0
+		version=$(clang -dumpversion)
+	else
+		# "Candidate: 1:14.0-55.7~deb12u1": the epoch, then the version
+		version=$(apt-cache policy clang 2>/dev/null |
+			sed -n 's/^ *Candidate: \([0-9]*:\)\{0,1\}//p')
+	fi
+	pkg=libclang-rt-${version%%.*}-dev
+	[[ $version =~ ^[0-9]+ ]] && apt-cache show "$pkg" >/dev/null 2>&1 &&
+		echo "$pkg"
+	return 0
+}
+
+# What the target needs and is not installed, as Debian package names.
+missing() {
+	local -a need=() rt
+	have cc || need+=(gcc)
+	have make || need+=(make)
+	have pkg-config || need+=(pkg-config)
+	have_pkg libevent && have_pkg libevent_pthreads || need+=(libevent-dev)
+	[[ $want == build ]] || have socat || need+=(socat)
+	if [[ $want == test || $want == check ]]; then
+		have bats || need+=(bats)
+		bats_lib bats-support || need+=(bats-support)
+		bats_lib bats-assert || need+=(bats-assert)
+		# the README-command test runs in a network namespace of its own
+		have ip || need+=(iproute2)
+		have prlimit || need+=(util-linux)
+	fi
+	if [[ $want == check ]]; then
+		have clang || need+=(clang)
+		have clang-format || need+=(clang-format)
+		have cppcheck || need+=(cppcheck)
+		have valgrind || need+=(valgrind)
+		have shellcheck || need+=(shellcheck)
+		read -ra rt <<<"$(sanitizer_pkg)"
+		need+=("${rt[@]}")
+	fi
+	echo "${need[@]}"
+}
+
+read -ra need <<<"$(missing)"
 ((${#need[@]} == 0)) && exit 0
 
-if ! command -v apt-get >/dev/null; then
+if ! have apt-get; then
 	echo "missing: ${need[*]}" >&2
-	echo "install libevent 2.1 (headers and pkg-config file), bats," >&2
-	echo "bats-support, bats-assert and socat with your package manager" >&2
+	echo "install them (libevent 2.1 with its headers and pkg-config file)" >&2
+	echo "with your package manager" >&2
 	exit 1
 fi
 if ((EUID == 0)); then
 	sudo=()
-elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+elif have sudo && sudo -n true 2>/dev/null; then
 	sudo=(sudo -n)
 else
+	check_only=1
+	sudo=(sudo)
+fi
+if ((check_only)); then
 	echo "missing packages: ${need[*]}; install them with:" >&2
-	echo "  sudo apt-get install ${need[*]}" >&2
+	echo "  ${sudo[*]}${sudo[*]:+ }apt-get install --no-install-recommends ${need[*]}" >&2
+	[[ $want != build ]] || echo "(or run: make deps)" >&2
 	exit 1
 fi
-echo "installing ${need[*]}" >&2
+
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq >&2
-"${sudo[@]}" apt-get install -y -qq "${need[@]}" >&2
+# With fresh package lists, the sanitizer runtime's name may be known now.
+read -ra need <<<"$(missing)"
+echo "installing ${need[*]}" >&2
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >&2

@@ -8,7 +8,6 @@
  */
 
 #include <sys/types.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
@@ -16,6 +15,7 @@
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -26,7 +26,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHUNK 65536
+#include "tools.h"
+
+#define CHUNK	  65536
+#define MAX_MS	  86400000     /* a day, for the -d, -S and -T options */
+#define MAX_CONNS (1 << 20)    /* connections */
+#define MAX_BYTES (1ULL << 40) /* bytes per connection */
 
 /* What the connections do; see usage(). */
 enum mode { STREAM, HALFCLOSE, CLIENTS, NOREAD, LATEREAD, HOLD, IDLE, RST };
@@ -57,30 +62,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* splitmix64: a good 64-bit mix, so any offset's byte can be recomputed. */
-static uint64_t
-mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-/* Fill buf with the bytes a connection with this seed sends at offset off. */
-static void
-fill(uint64_t seed, size_t off, unsigned char *buf, size_t len)
-{
-	uint64_t word = mix(seed ^ (off >> 3));
-	size_t i;
-
-	for (i = 0; i < len; i++, off++) {
-		if (i > 0 && (off & 7) == 0)
-			word = mix(seed ^ (off >> 3));
-		buf[i] = (unsigned char)(word >> (8 * (off & 7)));
-	}
 }
 
 /* Connect to the server; the socket is non-blocking once connected. */
@@ -115,7 +96,7 @@ send_some(struct conn *c)
 
 	while (c->sent < c->total) {
 		len = c->total - c->sent < CHUNK ? c->total - c->sent : CHUNK;
-		fill(c->seed, c->sent, buf, len);
+		payload_fill(c->seed, c->sent, buf, len);
 		if ((n = write(c->fd, buf, len)) == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
@@ -147,7 +128,7 @@ receive_some(struct conn *c)
 		if (c->received + (size_t)n > c->total)
 			errx(1, "received %zu bytes more than were sent",
 			     c->received + (size_t)n - c->total);
-		fill(c->seed, c->received, want, (size_t)n);
+		payload_fill(c->seed, c->received, want, (size_t)n);
 		if (memcmp(buf, want, (size_t)n) != 0)
 			errx(1, "mismatch in bytes %zu..%zu", c->received,
 			     c->received + (size_t)n);
@@ -312,38 +293,26 @@ idle_echo(struct conn *conns, size_t nconn, long start, long deadline)
 	fflush(stdout);
 }
 
-/* Parse a non-negative size, with an optional K or M suffix. */
-static size_t
-parse_size(const char *s)
-{
-	char *end;
-	unsigned long long n;
-
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	if (end == s || errno != 0 || *s == '-')
-		errx(2, "not a size: %s", s);
-	if (*end == 'K' || *end == 'k')
-		n <<= 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		n <<= 20, end++;
-	if (*end != '\0')
-		errx(2, "not a size: %s", s);
-	return (size_t)n;
-}
-
-/* Print the usage to stderr and exit 2. */
-static void
-usage(void)
+/* Print the usage, with the defaults, to stderr and exit with status. */
+static _Noreturn void
+usage(int status)
 {
 	fprintf(stderr,
-		"usage: echoclient [-a addr] -p port [-d ms] [-S ms] [-T ms]\n"
-		"                  mode args\n"
+		"usage: echoclient [-h] [-a addr] [-d ms] [-S ms] [-T ms]\n"
+		"                  -p port mode args\n"
+		"  -a addr  the server's address (default 127.0.0.1)\n"
+		"  -d ms    pause this long after each read (default 0)\n"
+		"  -p port  the server's port (no default)\n"
+		"  -S ms    how long noread waits for a write to go through\n"
+		"           (default 500)\n"
+		"  -T ms    give up after this long (default 30000)\n"
+		"  -h       show this help\n"
+		"modes (sizes take a K, M or G suffix):\n"
 		"  stream BYTES     send and read at once; check every byte\n"
 		"  halfclose BYTES  send, shut down writing, read to EOF\n"
 		"  clients N BYTES  N connections at once, each halfclose\n"
 		"  noread BYTES     send without reading until the server\n"
-		"                   stops taking data (-S ms), then read all\n"
+		"                   stops taking data (-S), then read all\n"
 		"  lateread BYTES   the same, but send only what the server\n"
 		"                   took, and shut down writing, then read\n"
 		"  hold BYTES       like lateread, but do not shut down;\n"
@@ -352,10 +321,22 @@ usage(void)
 		"  idle N           open N connections, echo a line on each,\n"
 		"                   keep them until a line arrives on stdin\n"
 		"  rst BYTES        send, then reset without reading\n"
-		"  -d ms  pause this long after each read\n"
-		"  -S ms  how long noread waits for a write to go through\n"
-		"  -T ms  give up after this long (default 30000)\n");
-	exit(2);
+		"Exit status: 0 every byte came back, 1 a mismatch, lost\n"
+		"bytes or an error, 2 a usage error, 3 a timeout.\n");
+	exit(status);
+}
+
+/* Parse what, a size from 0 to max, or exit with a usage error. */
+static uint64_t
+size_arg(const char *what, const char *s, uint64_t max)
+{
+	uint64_t n;
+
+	if (parse_size(s, max, &n) == -1) {
+		warnx("%s: not a size from 0 to %" PRIu64 ": %s", what, max, s);
+		usage(2);
+	}
+	return n;
 }
 
 /* Parse the options and run the mode. */
@@ -364,38 +345,46 @@ main(int argc, char *argv[])
 {
 	struct conn *conns;
 	struct linger lg;
-	struct rlimit rl;
 	long start;
 	enum mode mode;
 	size_t i, nconn = 1, bytes;
 	long deadline;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "a:d:p:S:T:")) != -1) {
+	while ((ch = getopt(argc, argv, "a:d:hp:S:T:")) != -1) {
 		switch (ch) {
 		case 'a':
 			addr = optarg;
 			break;
 		case 'd':
-			read_delay_ms = (long)parse_size(optarg);
+			read_delay_ms = (long)size_arg("-d", optarg, MAX_MS);
+			break;
+		case 'h':
+			usage(0);
 			break;
 		case 'p':
 			port = optarg;
 			break;
 		case 'S':
-			stall_ms = (long)parse_size(optarg);
+			stall_ms = (long)size_arg("-S", optarg, MAX_MS);
 			break;
 		case 'T':
-			timeout_ms = (long)parse_size(optarg);
+			timeout_ms = (long)size_arg("-T", optarg, MAX_MS);
 			break;
 		default:
-			usage();
+			usage(2);
 		}
 	}
 	argc -= optind;
 	argv += optind;
-	if (port == NULL || argc < 2)
-		usage();
+	if (port == NULL) {
+		warnx("no port given (-p)");
+		usage(2);
+	}
+	if (argc < 2) {
+		warnx("no mode, or no size after it");
+		usage(2);
+	}
 	if (strcmp(argv[0], "stream") == 0)
 		mode = STREAM;
 	else if (strcmp(argv[0], "halfclose") == 0)
@@ -410,34 +399,28 @@ main(int argc, char *argv[])
 		mode = RST;
 	else if (strcmp(argv[0], "idle") == 0) {
 		mode = IDLE;
-		nconn = parse_size(argv[1]);
+		nconn = (size_t)size_arg("idle", argv[1], MAX_CONNS);
 	} else if (strcmp(argv[0], "clients") == 0 && argc == 3) {
 		mode = CLIENTS;
-		nconn = parse_size(argv[1]);
+		nconn = (size_t)size_arg("clients", argv[1], MAX_CONNS);
 		argv++;
-	} else
-		usage();
-	bytes = mode == IDLE ? 8 : parse_size(argv[1]);
+	} else {
+		warnx("unknown mode, or wrong arguments: %s", argv[0]);
+		usage(2);
+	}
+	bytes = mode == IDLE ? 8
+			     : (size_t)size_arg(argv[0], argv[1], MAX_BYTES);
 
 	signal(SIGPIPE, SIG_IGN);
-	/* Thousands of connections need more than the usual 1024 descriptors.
-	 */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-	if (nconn + 16 > (size_t)rl.rlim_cur)
-		errx(2,
-		     "%zu connections need more descriptors than the "
-		     "limit of %llu",
-		     nconn, (unsigned long long)rl.rlim_cur);
+	/* Thousands of connections need more than the usual 1024. */
+	raise_nofile(nconn);
 	start = now_ms();
 	deadline = start + timeout_ms;
 	if ((conns = calloc(nconn, sizeof(*conns))) == NULL)
 		err(1, "calloc");
 	for (i = 0; i < nconn; i++) {
 		conns[i].fd = dial();
-		conns[i].seed = mix(i + 1) ^ (uint64_t)getpid();
+		conns[i].seed = payload_mix(i + 1) ^ (uint64_t)getpid();
 		conns[i].total = bytes;
 	}
 

@@ -220,15 +220,16 @@ listen_on(const char *addr, const char *port)
 }
 
 /* Print the usage, with the defaults, to stderr and exit with status. */
-static void
+static _Noreturn void
 usage(int status)
 {
 	fprintf(stderr,
 		"usage: epoll_echo [-h] [-a addr] [-p port] [-t threads]\n"
 		"  -a addr     address to listen on (default %s)\n"
-		"  -p port     port to listen on, 0 for a free one (default "
-		"%s)\n"
-		"  -t threads  event loops, one thread each (default 1)\n",
+		"  -p port     port to listen on, 0 for a free one\n"
+		"              (default %s)\n"
+		"  -t threads  event loops, one thread each (default 1)\n"
+		"  -h          show this help\n",
 		DEFAULT_ADDR, DEFAULT_PORT);
 	exit(status);
 }

@@ -47,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools.h"
+
 #define CHUNK	     65536 /* the most one read() or write() moves */
 #define MAX_DIALING  256   /* connects in progress at once */
 #define MAX_EVENTS   256
@@ -60,7 +62,7 @@ enum mode { PINGPONG, BULK, IDLE };
 /* One connection and how far its stream has got. */
 struct conn {
 	int fd;
-	int events;	   /* what epoll watches it for now */
+	int events;	   /* what epoll watches it for; 0: not in it */
 	int dialing;	   /* its connect() is in progress */
 	int closed;	   /* an error closed it, or it never connected */
 	int shut;	   /* bulk: its write side is shut down */
@@ -118,40 +120,6 @@ ms_until(uint64_t t)
 	return (int)((t - now + 999999) / 1000000);
 }
 
-/*
- * One multiply and a shift: cheap, and a bijection, so every 8-byte word of
- * a stream is different from every other word of it.
- */
-static uint64_t
-mix(uint64_t x)
-{
-	x *= 0x9e3779b97f4a7c15ULL;
-	return x ^ (x >> 29);
-}
-
-/* Fill buf with the len bytes a stream with this seed has at offset off. */
-static void
-fill(uint64_t seed, uint64_t off, unsigned char *buf, size_t len)
-{
-	unsigned char bytes[8];
-	uint64_t word;
-	size_t i = 0, k;
-
-	/* Byte k of 8-byte word w is byte k of mix(seed ^ w). */
-	while (i < len) {
-		word = mix(seed ^ ((off + i) >> 3));
-		k = (off + i) & 7;
-		if (k == 0 && len - i >= 8) {
-			memcpy(buf + i, &word, 8);
-			i += 8;
-			continue;
-		}
-		memcpy(bytes, &word, 8);
-		for (; k < 8 && i < len; k++, i++)
-			buf[i] = bytes[k];
-	}
-}
-
 /* Count an error on c, say what it was (the first few times), close c. */
 static void
 conn_fail(struct conn *c, const char *fmt, ...)
@@ -168,6 +136,7 @@ conn_fail(struct conn *c, const char *fmt, ...)
 		warnx("more errors: counted, not shown");
 	close(c->fd);
 	c->fd = -1;
+	c->events = 0;
 	c->closed = 1;
 	c->dialing = 0;
 	if (!c->done)
@@ -182,18 +151,25 @@ conn_done(struct conn *c)
 	left--;
 }
 
-/* Make epoll watch c for these events, if that changes anything. */
+/*
+ * Make epoll watch c for these events, if that changes anything.  None
+ * takes c out of the set: epoll reports a hang-up or an error even to a
+ * descriptor that asks for no events.
+ */
 static void
 watch(struct conn *c, int events)
 {
 	struct epoll_event ev;
+	int op = events == 0	  ? EPOLL_CTL_DEL
+		 : c->events == 0 ? EPOLL_CTL_ADD
+				  : EPOLL_CTL_MOD;
 
 	if (c->events == events)
 		return;
 	memset(&ev, 0, sizeof(ev));
 	ev.events = (uint32_t)events;
 	ev.data.ptr = c;
-	if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+	if (epoll_ctl(epfd, op, c->fd, &ev) == -1)
 		err(1, "epoll_ctl");
 	c->events = events;
 }
@@ -241,18 +217,11 @@ hist_quantile(double q)
 static void
 dial_start(struct conn *c, const struct addrinfo *ai)
 {
-	struct epoll_event ev;
-
 	if ((c->fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
 		err(1, "socket");
 	if (fcntl(c->fd, F_SETFL, O_NONBLOCK) == -1)
 		err(1, "fcntl");
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLOUT;
-	ev.data.ptr = c;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) == -1)
-		err(1, "epoll_ctl");
-	c->events = EPOLLOUT;
+	watch(c, EPOLLOUT);
 	c->dialing = 1;
 	if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) == -1 &&
 	    errno != EINPROGRESS)
@@ -276,7 +245,13 @@ dial_done(struct conn *c)
 	/* A message goes out when it is written, as a real client's would. */
 	if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == -1)
 		err(1, "setsockopt TCP_NODELAY");
-	watch(c, EPOLLIN);
+	/*
+	 * Out of the set until the load starts (send_some() puts it back):
+	 * epoll is level-triggered, so a connection the server has already
+	 * closed would wake the dial loop again and again while others are
+	 * still connecting.
+	 */
+	watch(c, 0);
 }
 
 /*
@@ -354,7 +329,7 @@ send_some(struct conn *c)
 
 	while (c->sent < c->queued) {
 		len = c->queued - c->sent < CHUNK ? c->queued - c->sent : CHUNK;
-		fill(c->seed, c->sent, buf, len);
+		payload_fill(c->seed, c->sent, buf, len);
 		if ((n = write(c->fd, buf, len)) == -1) {
 			if (errno == EINTR)
 				continue;
@@ -415,7 +390,7 @@ check(struct conn *c, const unsigned char *buf, size_t n, uint64_t now)
 			  n - (c->sent - c->received));
 		return;
 	}
-	fill(c->seed, c->received, want, n);
+	payload_fill(c->seed, c->received, want, n);
 	while (off < n) {
 		msg = c->received / c->msg_size;
 		end = (msg + 1) * c->msg_size;
@@ -674,70 +649,49 @@ run_idle(uint64_t start)
 	}
 }
 
-/* Raise the open-file limit to the hard limit: n connections need n fds. */
-static void
-raise_nofile(size_t n)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
-		err(1, "getrlimit");
-	if (rl.rlim_cur != rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			err(1, "setrlimit RLIMIT_NOFILE");
-	}
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < n + 16)
-		errx(1,
-		     "cannot hold %zu connections: the open-file limit is "
-		     "%llu (ulimit -Hn); raise it, or ask for fewer",
-		     n, (unsigned long long)rl.rlim_cur);
-}
-
 /* Print the usage, with the defaults, to stderr and exit with status. */
-static void
+static _Noreturn void
 usage(int status)
 {
 	fprintf(stderr,
-		"usage: loadgen [-a addr] -p port [-T seconds] mode "
-		"[mode options]\n"
-		"  -a addr     the server's address (default 127.0.0.1; IPv6 "
-		"works)\n"
-		"  -p port     the server's port\n"
-		"  -T seconds  hard deadline for the whole run (default 60)\n"
-		"modes:\n"
-		"  pingpong [-c conns] [-P n] [-s bytes] [-d seconds] [-W "
-		"seconds]\n"
-		"      C connections (default 10) each keep P messages "
-		"(default 1) of\n"
-		"      S bytes (default 64) in flight for D seconds (default "
-		"5), after\n"
-		"      a warm-up of W seconds (default 0.5) that is not "
-		"measured\n"
-		"  bulk [-c conns] [-n MiB]\n"
-		"      stream N MiB (default 64) over C connections (default "
-		"1); each\n"
-		"      shuts down writing after its share and reads the echo "
-		"to EOF\n"
-		"  idle [-c conns] [-s bytes] [-w seconds] [-H seconds]\n"
-		"      open C connections (default 1000) at once, giving up on "
-		"those\n"
-		"      not connected in W seconds (default 5), then send S "
-		"bytes\n"
-		"      (default 16) on each and wait up to W seconds for the "
-		"echoes;\n"
-		"      then hold them open H seconds (default 0)\n"
-		"sizes take a K or M suffix; seconds may have a fraction.\n"
-		"A connection that never gets an echo is starved: reported, "
-		"not an error.\n"
-		"Exit status: 0 all echoes right, 1 mismatch, lost bytes or "
-		"connection\n"
-		"error, 2 usage error, 3 the deadline passed first.\n");
+		"usage: loadgen [-h] [-a addr] [-T seconds] -p port\n"
+		"               mode [mode options]\n"
+		"  -a addr     the server's address (default 127.0.0.1;\n"
+		"              IPv6 works)\n"
+		"  -p port     the server's port (no default)\n"
+		"  -T seconds  deadline for the whole run (default 60)\n"
+		"  -h          show this help\n"
+		"pingpong [-c conns] [-P n] [-s bytes] [-d seconds]\n"
+		"         [-W seconds]: each connection keeps messages in\n"
+		"         flight; the echoes are timed\n"
+		"  -c conns    connections (default 10)\n"
+		"  -P n        messages in flight on each (default 1)\n"
+		"  -s bytes    bytes per message (default 64)\n"
+		"  -d seconds  how long to measure (default 5)\n"
+		"  -W seconds  warm-up before that, not measured\n"
+		"              (default 0.5)\n"
+		"bulk [-c conns] [-n MiB]: stream the bytes; each connection\n"
+		"         shuts down writing after its share and reads\n"
+		"         the echo to EOF\n"
+		"  -c conns    connections (default 1)\n"
+		"  -n MiB      mebibytes in all (default 64)\n"
+		"idle [-c conns] [-s bytes] [-w seconds] [-H seconds]: open\n"
+		"         the connections at once, then one message on each\n"
+		"  -c conns    connections (default 1000)\n"
+		"  -s bytes    bytes of the message (default 16)\n"
+		"  -w seconds  how long to wait for the connects, then for\n"
+		"              the echoes (default 5)\n"
+		"  -H seconds  then hold them open this long (default 0)\n"
+		"Sizes take a K, M or G suffix; seconds may have a fraction.\n"
+		"A connection that never gets an echo is starved: reported,\n"
+		"not an error.  Exit status: 0 every echo was right,\n"
+		"1 a mismatch, lost bytes or a connection error, 2 a usage\n"
+		"error, 3 the deadline passed first.\n");
 	exit(status);
 }
 
 /* Report a usage error and exit 2. */
-static void
+static _Noreturn void
 bad_usage(const char *fmt, ...)
 {
 	va_list ap;
@@ -748,25 +702,15 @@ bad_usage(const char *fmt, ...)
 	usage(2);
 }
 
-/* Parse a count or size of at least min, with an optional K or M suffix. */
+/* Parse option opt's count or size, from min to max, or exit 2. */
 static size_t
-parse_size(int opt, const char *s, size_t min, size_t max)
+size_opt(int opt, const char *s, size_t min, size_t max)
 {
-	unsigned long long n;
-	char *end;
+	uint64_t n;
 
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	if (end == s || errno != 0 || *s == '-')
-		bad_usage("-%c: not a number: %s", opt, s);
-	if (*end == 'K' || *end == 'k')
-		n <<= 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		n <<= 20, end++;
-	if (*end != '\0')
-		bad_usage("-%c: not a number: %s", opt, s);
-	if (n < min || n > max)
-		bad_usage("-%c: %s is not in %zu..%zu", opt, s, min, max);
+	if (parse_size(s, max, &n) == -1 || n < min)
+		bad_usage("-%c: not a number from %zu to %zu: %s", opt, min,
+			  max, s);
 	return (size_t)n;
 }
 
@@ -831,7 +775,7 @@ main(int argc, char *argv[])
 	while ((ch = getopt(argc, argv, mode_opts[mode])) != -1) {
 		switch (ch) {
 		case 'c':
-			nconns = parse_size(ch, optarg, 1, 1 << 20);
+			nconns = size_opt(ch, optarg, 1, 1 << 20);
 			break;
 		case 'd':
 			duration_s = parse_seconds(ch, optarg, 0.01);
@@ -843,13 +787,13 @@ main(int argc, char *argv[])
 			usage(0);
 			break;
 		case 'n':
-			bulk_mib = parse_size(ch, optarg, 1, 1 << 20);
+			bulk_mib = size_opt(ch, optarg, 1, 1 << 20);
 			break;
 		case 'P':
-			inflight = parse_size(ch, optarg, 1, 1024);
+			inflight = size_opt(ch, optarg, 1, 1024);
 			break;
 		case 's':
-			size = parse_size(ch, optarg, 1, 64 << 20);
+			size = size_opt(ch, optarg, 1, 64 << 20);
 			break;
 		case 'W':
 			warmup_s = parse_seconds(ch, optarg, 0);
@@ -880,7 +824,7 @@ main(int argc, char *argv[])
 		err(1, "calloc");
 	for (i = 0; i < nconns; i++) {
 		conns[i].fd = -1;
-		conns[i].seed = mix((uint64_t)getpid() << 24 ^ i);
+		conns[i].seed = payload_mix((uint64_t)getpid() << 24 ^ i);
 	}
 	if ((epfd = epoll_create1(0)) == -1)
 		err(1, "epoll_create1");
