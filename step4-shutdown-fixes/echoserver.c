@@ -5,8 +5,9 @@
  * event base of its own, and a job on the work queue runs that base's loop
  * on a worker thread for as long as the connection lives.  It uses only
  * libevent 2's public API.  SIGINT or SIGTERM stops accepting; every
- * connection sends what it owes and closes on its own thread, the workers
- * are joined, everything is freed and the process exits 0.
+ * connection echoes what its client sent and closes lingering on its own
+ * thread, all within one deadline; the workers are joined, everything is
+ * freed and the process exits 0.
  */
 
 #include <sys/types.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -46,7 +48,10 @@
 
 /*
  * On shutdown a connection goes on echoing until its client has been quiet
- * for DRAIN_QUIET_MS and the echo is sent, but for DRAIN_SECONDS at most.
+ * for DRAIN_QUIET_MS, then closes lingering once the echo is sent.  Only the
+ * client knows when it has sent everything; a pause is the best sign we
+ * have.  DRAIN_SECONDS after the signal whatever is left is closed at once,
+ * queued connections included.
  */
 #define DRAIN_QUIET_MS 50
 #define DRAIN_SECONDS  1
@@ -58,8 +63,10 @@ struct client {
 	int fd;
 	struct event_base *evbase;
 	struct bufferevent *bev;
-	int closing;   /* the client sent EOF: free once echo drains */
-	int draining;  /* shutting down: close once nothing is owed */
+	int closing;   /* reading no more: finish once the echo is sent */
+	int eof;       /* the client sent EOF: nothing more will come */
+	int draining;  /* shutting down: finish once the client is quiet */
+	int lingering; /* our side is shut: discard until the client's EOF */
 	char peer[64]; /* "addr:port", for -v */
 };
 
@@ -75,6 +82,9 @@ static pthread_mutex_t clients_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static struct workqueue workqueue;
 static int verbose;
+
+/* When the drain ends, on CLOCK_MONOTONIC; set before any drain starts. */
+static struct timespec drain_deadline;
 
 /*
  * Log one line to stderr.  Several threads log at once, and warnx() writes a
@@ -107,16 +117,64 @@ client_close(struct client *c)
 	event_base_loopexit(c->evbase, NULL);
 }
 
+/*
+ * Close lingering: we will send nothing more, so say so with a FIN, and read
+ * and discard until the client's own EOF.  Closing at once instead would make
+ * the kernel answer anything the client still sends with a reset, and a
+ * reset throws away the echo still on its way to the client.
+ */
+static void
+client_linger(struct client *c)
+{
+	c->lingering = 1;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	if (shutdown(c->fd, SHUT_WR) == -1 ||
+	    bufferevent_enable(c->bev, EV_READ) == -1)
+		client_close(c);
+}
+
+/*
+ * Read no more and close once the echo is sent: at once if the client sent
+ * its EOF, else lingering, since it may still send.
+ */
+static void
+client_finish(struct client *c, int eof)
+{
+	struct evbuffer *output = bufferevent_get_output(c->bev);
+
+	/* What arrived with the EOF or before the timeout is owed too. */
+	evbuffer_add_buffer(output, bufferevent_get_input(c->bev));
+	c->eof = eof;
+	if (evbuffer_get_length(output) == 0) {
+		if (eof)
+			client_close(c);
+		else
+			client_linger(c);
+		return;
+	}
+	c->closing = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+}
+
 /* Echo what arrived; stop reading if the client does not read its echo. */
 static void
 echo_read_cb(struct bufferevent *bev, void *arg)
 {
+	struct client *c = arg;
+	struct evbuffer *input = bufferevent_get_input(bev);
 	struct evbuffer *output = bufferevent_get_output(bev);
 
-	(void)arg;
-
+	if (c->lingering) {
+		evbuffer_drain(input, evbuffer_get_length(input));
+		return;
+	}
 	/* Moves the data without copying it. */
-	evbuffer_add_buffer(output, bufferevent_get_input(bev));
+	if (evbuffer_add_buffer(output, input) == -1) {
+		logx("%s: evbuffer_add_buffer failed", c->peer);
+		client_close(c);
+		return;
+	}
 	if (evbuffer_get_length(output) >= HIGH_WATER)
 		bufferevent_disable(bev, EV_READ);
 }
@@ -129,58 +187,80 @@ echo_write_cb(struct bufferevent *bev, void *arg)
 
 	if (c->closing) {
 		/* The watermark is 0 now, so everything has been sent. */
-		client_close(c);
+		c->closing = 0;
+		if (c->eof)
+			client_close(c);
+		else
+			client_linger(c);
 		return;
 	}
-	if ((bufferevent_get_enabled(bev) & EV_READ) == 0)
-		bufferevent_enable(bev, EV_READ);
+	if ((bufferevent_get_enabled(bev) & EV_READ) == 0 &&
+	    bufferevent_enable(bev, EV_READ) == -1)
+		client_close(c);
 }
 
-/* EOF, an error or a timeout: flush what the client is owed, then close. */
+/*
+ * EOF: flush what the client is owed, then close.  Shutting down, a quiet
+ * client is finished the same way, but lingering.  An error closes at once.
+ */
 static void
 echo_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct client *c = arg;
-	struct evbuffer *output = bufferevent_get_output(bev);
 
-	if ((what & BEV_EVENT_EOF) ||
-	    (c->draining && (what & BEV_EVENT_TIMEOUT))) {
+	(void)bev;
+	if ((what & BEV_EVENT_EOF) && !c->lingering) {
 		/*
 		 * A half-close is not a hang-up: the client may still be
 		 * reading.  Echo the rest and close only when it is sent.
-		 * The same holds for a quiet client while shutting down.
 		 */
-		evbuffer_add_buffer(output, bufferevent_get_input(bev));
-		if (evbuffer_get_length(output) > 0) {
-			c->closing = 1;
-			bufferevent_disable(bev, EV_READ);
-			bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-			return;
-		}
-	} else if (verbose && (what & BEV_EVENT_ERROR))
+		client_finish(c, 1);
+		return;
+	}
+	if (c->draining && (what & BEV_EVENT_TIMEOUT) && !c->lingering) {
+		client_finish(c, 0);
+		return;
+	}
+	if (verbose && (what & BEV_EVENT_ERROR))
 		logx("%s: %s", c->peer, strerror(errno));
 	client_close(c);
 }
 
 /*
  * Shutdown, on the connection's own thread: go on echoing until the client
- * has been quiet for a moment, then close once the echo is sent; the loop
- * stops at the bound whatever happens.
+ * has been quiet for a moment, then close lingering once the echo is sent.
+ * The loop stops at the deadline whatever happens, and a connection still
+ * open then is closed at once.
  */
 static void
 client_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 	struct timeval quiet = {0, DRAIN_QUIET_MS * 1000};
-	struct timeval bound = {DRAIN_SECONDS, 0};
+	struct timeval left = {0, 0};
+	struct timespec now;
+	long ns;
 
 	(void)fd;
 	(void)what;
-	if (c->bev == NULL || c->closing)
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (drain_deadline.tv_sec - now.tv_sec) * 1000000000L +
+	     (drain_deadline.tv_nsec - now.tv_nsec);
+	if (ns > 0) {
+		left.tv_sec = ns / 1000000000L;
+		left.tv_usec = ns % 1000000000L / 1000;
+	}
+	if (event_base_loopexit(c->evbase, &left) == -1) {
+		/* Without the deadline the drain could last for ever. */
+		logx("%s: event_base_loopexit failed", c->peer);
+		if (c->bev != NULL)
+			client_close(c);
+		return;
+	}
+	if (c->bev == NULL || c->closing || c->lingering)
 		return;
 	c->draining = 1;
 	bufferevent_set_timeouts(c->bev, &quiet, NULL);
-	event_base_loopexit(c->evbase, &bound);
 }
 
 /* Format a socket address as "addr:port", or "[addr]:port" for IPv6. */
@@ -206,8 +286,10 @@ server_job_function(struct job *job)
 {
 	struct client *c = job->user_data;
 
-	event_base_dispatch(c->evbase);
-	/* The loop may have stopped at the drain bound with the client open. */
+	if (event_base_dispatch(c->evbase) == -1)
+		logx("%s: event_base_dispatch failed", c->peer);
+	/* The loop may have stopped at the drain's deadline, the client open.
+	 */
 	if (c->bev != NULL)
 		client_close(c);
 	pthread_mutex_lock(&clients_mutex);
@@ -262,7 +344,14 @@ accept_cb(evutil_socket_t fd, short what, void *arg)
 	bufferevent_setcb(c->bev, echo_read_cb, echo_write_cb, echo_event_cb,
 			  c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) == -1) {
+		logx("bufferevent_enable failed");
+		bufferevent_free(c->bev);
+		event_base_free(c->evbase);
+		close(cfd);
+		free(c);
+		return;
+	}
 	if (verbose)
 		logx("%s: connected", c->peer);
 	/*
@@ -296,9 +385,12 @@ parse_threads(const char *s)
 	char *end;
 	long n;
 
+	/* Digits only: strtol() would also take " 7", "+7" and "-0". */
+	if (*s == '\0' || s[strspn(s, "0123456789")] != '\0')
+		return -1;
 	errno = 0;
 	n = strtol(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 1024)
+	if (*end != '\0' || errno != 0 || n < 1 || n > 1024)
 		return -1;
 	return (int)n;
 }
@@ -310,9 +402,12 @@ parse_port(const char *s)
 	char *end;
 	long n;
 
+	/* Digits only: strtol() would also take " 7", "+7" and "-0". */
+	if (*s == '\0' || s[strspn(s, "0123456789")] != '\0')
+		return -1;
 	errno = 0;
 	n = strtol(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno != 0 || n < 0 || n > 65535)
+	if (*end != '\0' || errno != 0 || n < 0 || n > 65535)
 		return -1;
 	return (int)n;
 }
@@ -367,6 +462,7 @@ main(int argc, char *argv[])
 	struct addrinfo hints, *ai;
 	struct event_base *base;
 	struct event *listen_ev, *sigint_ev, *sigterm_ev;
+	struct timeval bound = {DRAIN_SECONDS, 0};
 	struct client *c;
 	const char *addr = DEFAULT_ADDR, *port = DEFAULT_PORT;
 	int ch, fd, rc, nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -438,26 +534,35 @@ main(int argc, char *argv[])
 	sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, base);
 	if (sigint_ev == NULL || sigterm_ev == NULL)
 		errx(1, "evsignal_new failed");
-	event_add(sigint_ev, NULL);
-	event_add(sigterm_ev, NULL);
+	if (event_add(sigint_ev, NULL) == -1 ||
+	    event_add(sigterm_ev, NULL) == -1)
+		errx(1, "event_add failed");
 	fd = listen_on(ai, addr, port);
 	freeaddrinfo(ai);
 	listen_ev = event_new(base, fd, EV_READ | EV_PERSIST, accept_cb, base);
 	if (listen_ev == NULL)
 		errx(1, "event_new failed");
-	event_add(listen_ev, NULL);
+	if (event_add(listen_ev, NULL) == -1)
+		errx(1, "event_add failed");
 
 	if (event_base_dispatch(base) == -1)
 		errx(1, "event_base_dispatch failed");
 
-	/* Accept no one new, then ask every connection to finish. */
+	/*
+	 * Accept no one new, then ask every connection to finish, all by one
+	 * deadline.  A connection the drain cannot reach is stopped at the
+	 * deadline; one that cannot be stopped would keep us here for good.
+	 */
 	event_free(listen_ev);
 	close(fd);
+	clock_gettime(CLOCK_MONOTONIC, &drain_deadline);
+	drain_deadline.tv_sec += DRAIN_SECONDS;
 	pthread_mutex_lock(&clients_mutex);
 	TAILQ_FOREACH(c, &clients, entry) {
 		if (event_base_once(c->evbase, -1, EV_TIMEOUT, client_drain_cb,
-				    c, NULL) == -1)
-			warnx("%s: event_base_once failed", c->peer);
+				    c, NULL) == -1 &&
+		    event_base_loopexit(c->evbase, &bound) == -1)
+			errx(1, "%s: cannot stop the connection", c->peer);
 	}
 	pthread_mutex_unlock(&clients_mutex);
 

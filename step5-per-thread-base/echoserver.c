@@ -548,9 +548,12 @@ parse_number(const char *s, long min, long max)
 	char *end;
 	long n;
 
+	/* Digits only: strtol() would also take " 7", "+7" and "-0". */
+	if (*s == '\0' || s[strspn(s, "0123456789")] != '\0')
+		return -1;
 	errno = 0;
 	n = strtol(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno != 0 || n < min || n > max)
+	if (*end != '\0' || errno != 0 || n < min || n > max)
 		return -1;
 	return (int)n;
 }

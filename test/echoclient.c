@@ -41,6 +41,7 @@ struct conn {
 	int fd;
 	uint64_t seed;
 	size_t total; /* bytes to send, and so to receive */
+	size_t need;  /* bytes that must come back before EOF */
 	size_t sent;
 	size_t received;
 	int shut; /* our write side is shut down */
@@ -53,6 +54,9 @@ static const char *port;
 static long timeout_ms = 30000;
 static long stall_ms = 500;
 static long read_delay_ms;
+static long late_ms = -1;
+static int rcvbuf;
+static int shut_early;
 
 /* Milliseconds on a clock that never jumps. */
 static long
@@ -78,6 +82,10 @@ dial(void)
 		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
 	if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
 		err(1, "socket");
+	/* Before connecting, so that the window the server sees is small. */
+	if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+				     sizeof(rcvbuf)) == -1)
+		err(1, "setsockopt SO_RCVBUF");
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1)
 		err(1, "connect to %s port %s", addr, port);
 	freeaddrinfo(ai);
@@ -188,12 +196,12 @@ run(struct conn *conns, size_t nconn, int half, long deadline)
 				send_some(c);
 			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
 				if (receive_some(c) == 0) {
-					if (c->received < c->total)
+					if (c->received < c->need)
 						errx(1,
 						     "EOF after %zu of %zu "
 						     "bytes: %zu lost",
-						     c->received, c->total,
-						     c->total - c->received);
+						     c->received, c->need,
+						     c->need - c->received);
 					c->eof = 1;
 					c->done = 1;
 					left--;
@@ -293,20 +301,47 @@ idle_echo(struct conn *conns, size_t nconn, long start, long deadline)
 	fflush(stdout);
 }
 
+/*
+ * After the server has been told to stop: wait late_ms, then send one more
+ * byte.  The server may echo it or, closing already, discard it; what was
+ * sent before must come back either way.
+ */
+static void
+send_late_byte(struct conn *c)
+{
+	unsigned char byte;
+
+	poll(NULL, 0, (int)late_ms);
+	payload_fill(c->seed, c->total, &byte, 1);
+	if (write(c->fd, &byte, 1) == 1) {
+		c->need = c->total;
+		c->total++;
+		c->sent++;
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK)
+		err(1, "write of the late byte");
+}
+
 /* Print the usage, with the defaults, to stderr and exit with status. */
 static _Noreturn void
 usage(int status)
 {
 	fprintf(stderr,
-		"usage: echoclient [-h] [-a addr] [-d ms] [-S ms] [-T ms]\n"
-		"                  -p port mode args\n"
-		"  -a addr  the server's address (default 127.0.0.1)\n"
-		"  -d ms    pause this long after each read (default 0)\n"
-		"  -p port  the server's port (no default)\n"
-		"  -S ms    how long noread waits for a write to go through\n"
-		"           (default 500)\n"
-		"  -T ms    give up after this long (default 30000)\n"
-		"  -h       show this help\n"
+		"usage: echoclient [-hw] [-a addr] [-d ms] [-l ms] [-r bytes]\n"
+		"                  [-S ms] [-T ms] -p port mode args\n"
+		"  -a addr   the server's address (default 127.0.0.1)\n"
+		"  -d ms     pause this long after each read (default 0)\n"
+		"  -l ms     hold: this long after the line on stdin, send "
+		"one\n"
+		"            more byte, which may or may not come back\n"
+		"            (default: none)\n"
+		"  -p port   the server's port (no default)\n"
+		"  -r bytes  the socket's receive buffer, SO_RCVBUF\n"
+		"            (default: the system's)\n"
+		"  -S ms     how long noread waits for a write to go through\n"
+		"            (default 500)\n"
+		"  -T ms     give up after this long (default 30000)\n"
+		"  -w        hold: shut down writing before waiting\n"
+		"  -h        show this help\n"
 		"modes (sizes take a K, M or G suffix):\n"
 		"  stream BYTES     send and read at once; check every byte\n"
 		"  halfclose BYTES  send, shut down writing, read to EOF\n"
@@ -351,7 +386,7 @@ main(int argc, char *argv[])
 	long deadline;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "a:d:hp:S:T:")) != -1) {
+	while ((ch = getopt(argc, argv, "a:d:hl:p:r:S:T:w")) != -1) {
 		switch (ch) {
 		case 'a':
 			addr = optarg;
@@ -362,14 +397,23 @@ main(int argc, char *argv[])
 		case 'h':
 			usage(0);
 			break;
+		case 'l':
+			late_ms = (long)size_arg("-l", optarg, MAX_MS);
+			break;
 		case 'p':
 			port = optarg;
+			break;
+		case 'r':
+			rcvbuf = (int)size_arg("-r", optarg, 1 << 30);
 			break;
 		case 'S':
 			stall_ms = (long)size_arg("-S", optarg, MAX_MS);
 			break;
 		case 'T':
 			timeout_ms = (long)size_arg("-T", optarg, MAX_MS);
+			break;
+		case 'w':
+			shut_early = 1;
 			break;
 		default:
 			usage(2);
@@ -421,7 +465,7 @@ main(int argc, char *argv[])
 	for (i = 0; i < nconn; i++) {
 		conns[i].fd = dial();
 		conns[i].seed = payload_mix(i + 1) ^ (uint64_t)getpid();
-		conns[i].total = bytes;
+		conns[i].total = conns[i].need = bytes;
 	}
 
 	switch (mode) {
@@ -440,6 +484,7 @@ main(int argc, char *argv[])
 	case LATEREAD:
 		/* What the server took before it stopped is all we send. */
 		conns[0].total = push_unread(&conns[0], deadline);
+		conns[0].need = conns[0].total;
 		printf("sent unread: %zu\n", conns[0].total);
 		fflush(stdout);
 		run(conns, 1, 1, deadline);
@@ -448,9 +493,14 @@ main(int argc, char *argv[])
 	case HOLD:
 		/* Leave the echo unread until a line arrives on stdin. */
 		conns[0].total = push_unread(&conns[0], deadline);
+		conns[0].need = conns[0].total;
+		if (shut_early && shutdown(conns[0].fd, SHUT_WR) == -1)
+			err(1, "shutdown");
 		printf("sent unread: %zu\n", conns[0].total);
 		fflush(stdout);
 		wait_readable(STDIN_FILENO, deadline, "a line on stdin");
+		if (late_ms >= 0)
+			send_late_byte(&conns[0]);
 		run(conns, 1, 0, deadline);
 		expect_eof(&conns[0], deadline);
 		bytes = conns[0].total;

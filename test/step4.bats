@@ -115,6 +115,19 @@ load helper
 	check_quick_signals 20 1
 }
 
+# Closing without loss, and one deadline for the whole shutdown.
+@test "fixed: on SIGTERM clients that half-closed and never read cannot keep the server past the drain's deadline" {
+	check_shutdown_stuck_readers
+}
+
+@test "fixed: on SIGTERM a client owed 1 MiB that sends one more byte 300 ms later gets all its echo, then EOF, not a reset" {
+	check_shutdown_late_byte
+}
+
+@test "fixed: on SIGTERM with -t 1 and three clients that never stop talking, the server exits by one deadline from the signal" {
+	check_shutdown_chatty
+}
+
 # What is still wrong: the architecture is chapter 3's.
 @test "still wrong: with -t 2, a third client waits while two clients hold both workers" {
 	check_third_client_waits

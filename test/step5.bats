@@ -87,6 +87,19 @@ load helper
 	check_quick_signals 20 1
 }
 
+# Closing without loss, and one deadline for the whole shutdown.
+@test "on SIGTERM clients that half-closed and never read cannot keep the server past the drain's deadline" {
+	check_shutdown_stuck_readers
+}
+
+@test "on SIGTERM a client owed 1 MiB that sends one more byte 300 ms later gets all its echo, then EOF, not a reset" {
+	check_shutdown_late_byte
+}
+
+@test "on SIGTERM with -t 1 and three clients that never stop talking, the server exits by one deadline from the signal" {
+	check_shutdown_chatty
+}
+
 # Chapter 3's flaw, fixed.
 @test "fixed: with -t 2, a third and a 500th client get their echo while two others stay connected" {
 	check_third_client_served
