@@ -26,6 +26,8 @@ help:
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
+	@echo "make stress STEP=N N=50   repeat a chapter's concurrency and shutdown"
+	@echo "                  tests N times; report each failure and how often"
 	@echo "make deps         install what make run, test and check need"
 	@echo "                  (Debian or Ubuntu; as root or with sudo)"
 	@echo "make clean        remove what the build made"
@@ -60,6 +62,11 @@ diff:
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)
 
+# Races that show up once in a hundred runs: JOBS=2 runs two loops at once.
+stress: deps-test all $(TOOLS)
+	@test -n "$(STEP)" -a -n "$(N)" || { echo "usage: make stress STEP=N N=RUNS [TESTS=regex]"; exit 2; }
+	bash test/stress.sh $(STEP) $(N) $(if $(TESTS),'$(TESTS)')
+
 clean:
 	@for s in $(STEPS); do $(MAKE) -C $$s clean; done
 	rm -f $(TOOLS)
@@ -72,5 +79,5 @@ deps: deps-check
 deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
-.PHONY: all help run test diff readme-diffs check bench clean deps \
+.PHONY: all help run test diff readme-diffs check bench clean deps stress \
 	have-build-deps deps-run deps-test deps-check

@@ -505,6 +505,10 @@ check_shutdown() {
 	local total
 	total=$(awk -v s="$t0" -v n="$(watched_exit "$gone")" 'BEGIN { printf "%.3f", n - s }')
 	echo "# SIG$sig with $n clients ($queued queued): exit after ${total}s" >&3
+	# Clients that read and close let the server exit in well under 0.5 s
+	# (measured: 0.06-0.46 s); 2 s leaves room for a busy machine, and a
+	# server that waits for its deadline on any of them takes the deadline
+	# (1 s) per queued connection, or for ever without one.
 	(($(awk -v t="$total" 'BEGIN { print (t < 2) }')))
 }
 
@@ -605,6 +609,8 @@ check_shutdown_owed() {
 	local total
 	total=$(awk -v s="$t0" -v n="$(now)" 'BEGIN { printf "%.3f", n - s }')
 	echo "# ${lines[0]#sent unread: } bytes owed at SIG$1; exit after ${total}s" >&3
+	# Measured 0.05-0.12 s; the drain's deadline is 1 s, and a busy machine
+	# gets 1 s more before the exit counts as late.
 	(($(awk -v t="$total" 'BEGIN { print (t < 2) }')))
 }
 
@@ -802,9 +808,11 @@ check_many_idle() {
 	echo "# $output" >&3
 	echo "# server RSS $before KiB -> $after KiB:" \
 		"$(((after - before) * 1024 / n)) bytes per idle connection" >&3
-	# a backlog of 128 stalls on dropped handshakes (1 s retries): measured
-	# here, 7.5 s against 0.4 s with 4096
-	((ms < 3000))
+	# A backlog of 128 stalls on dropped handshakes (1 s retries): 7.5 s
+	# measured, against 0.4 s with 4096 on an idle 2-core machine and 1.1 s
+	# on a busy one.  4 s is ten times the idle figure and about half the
+	# small backlog's.
+	((ms < 4000))
 	server_alive
 }
 
@@ -864,9 +872,11 @@ check_emfile() {
 check_idle_timeout() {
 	start_server -i 1
 	local idle active reply rc t0 i eof=$BATS_TEST_TMPDIR/idle.eof
+	# The start is taken before the connect: the server's second starts
+	# after it, so the measured wait can only be longer than the server's.
+	t0=$(now)
 	exec {idle}<>"/dev/tcp/127.0.0.1/$PORT"
 	exec {active}<>"/dev/tcp/127.0.0.1/$PORT"
-	t0=$(now)
 	# note when the idle client sees EOF, while the active one talks
 	{
 		rc=0
@@ -886,6 +896,9 @@ check_idle_timeout() {
 	local waited
 	waited=$(awk -v s="$t0" -v n="$closed" 'BEGIN { printf "%.2f", n - s }')
 	echo "# the idle client was closed after ${waited}s" >&3
+	# at least the timeout; at most 2 s more, for a busy machine (the
+	# watcher's own wake-up counts too): a server with no timeout never
+	# closes it, and the read gives up at 5 s
 	(($(awk -v w="$waited" 'BEGIN { print (w >= 1 && w <= 3) }')))
 	printf 'still here\n' >&"$active"
 	IFS= read -r -t 2 reply <&"$active" || fail "the active client was closed"
@@ -898,15 +911,28 @@ check_connection_limit() {
 	start_server -c 10 -t 2
 	hold_clients 10
 	local i fd reply rc served=0 refused=0
+	# A refused client that has sent a line sees a clean EOF: the server
+	# closes it lingering.  A plain close() with the line unread would send
+	# a reset, and bash's read would say "Connection reset by peer".  The
+	# server is stopped meanwhile so that every line is there before it
+	# accepts (the kernel completes the connections without it).
+	local err=$BATS_TEST_TMPDIR/refused.err over=()
+	kill -STOP "$SERVER_PID"
 	for ((i = 0; i < 5; i++)); do
 		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		printf 'over\n' >&"$fd" 2>/dev/null || true
+		printf 'over\n' >&"$fd"
+		over+=("$fd")
+	done
+	kill -CONT "$SERVER_PID"
+	for fd in "${over[@]}"; do
 		rc=0
-		IFS= read -r -t 2 reply <&"$fd" 2>/dev/null || rc=$?
+		IFS= read -r -t 2 reply <&"$fd" 2>"$err" || rc=$?
 		if ((rc == 0)); then
 			served=$((served + 1))
-		elif ((rc < 128)); then
+		elif ((rc < 128)) && [[ ! -s $err ]]; then
 			refused=$((refused + 1))
+		else
+			echo "# read status $rc: $(cat "$err")" >&3
 		fi
 		exec {fd}>&-
 	done
@@ -955,20 +981,30 @@ leave_no_descriptor() {
 # connection stays in the backlog, the listening socket stays readable, and
 # the loop calls accept_cb() again at once.  The test lowers the running
 # server's limit so that it cannot open one more descriptor (prlimit),
-# connects one client, and measures the server's CPU for a second.
+# connects one client, and waits, 3 s at most, for the server to burn 0.3 s
+# of CPU.  A spinning server does that in 0.3 s on an idle machine and in
+# under 3 s even with only a tenth of a core; an idle one uses none.
 check_accept_spins() {
 	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
 	start_server "$@"
-	local fd t0 t1 ticks
+	local fd t0 ticks used start
 	leave_no_descriptor
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-	t0=$(server_cpu_ticks)
-	sleep 1
-	t1=$(server_cpu_ticks)
 	ticks=$(getconf CLK_TCK)
-	echo "# out of descriptors, the server used $((100 * (t1 - t0) / ticks))% CPU" >&3
+	t0=$(server_cpu_ticks)
+	start=$(now)
+	used=0
+	while ((10 * used < 3 * ticks)); do
+		(($(awk -v s="$start" -v n="$(now)" 'BEGIN { print (n - s < 3) }'))) ||
+			break
+		sleep 0.05
+		used=$(($(server_cpu_ticks) - t0))
+	done
+	echo "# out of descriptors, the server used" \
+		"$(awk -v u="$used" -v t="$ticks" 'BEGIN { printf "%.2f", u / t }') s of CPU" \
+		"in $(awk -v s="$start" -v n="$(now)" 'BEGIN { printf "%.2f", n - s }') s" >&3
 	exec {fd}>&-
-	((100 * (t1 - t0) > 50 * ticks))
+	((10 * used >= 3 * ticks))
 }
 
 # The fix: out of descriptors, accepting pauses instead of spinning, and

@@ -131,7 +131,28 @@ load helper
 	check_idle_timeout
 }
 
-@test "-c 10 serves exactly 10 of 15 clients, closes 5 at once, and takes a new one after two leave" {
+# A client with a 4 KiB receive buffer is owed 256 KiB, most of it still in
+# the server's kernel buffer, when -i 1 closes it; 2 s after its last write
+# it sends one more byte, then reads.  Closed lingering, it gets all of its
+# echo and EOF; closed at once, the late byte draws a reset that throws the
+# unsent echo away.
+@test "-i 1 closes an idle client lingering: a byte it sends after the close does not cost it its echo" {
+	start_server -i 1 -t 2
+	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/late.out w
+	mkfifo "$fifo"
+	client -T 20000 -r 4K -l 2000 hold 256K <"$fifo" >"$out" 2>&1 3>&- &
+	BG_PIDS+=($!)
+	exec {w}>"$fifo"
+	wait_for_lines "$out" '^sent unread' 1 10
+	printf 'go\n' >&"$w"
+	exec {w}>&-
+	wait_exit "${BG_PIDS[0]}" 20 || fail "the client did not finish"
+	run cat "$out"
+	assert_line --partial "all echoed"
+	assert_equal "$STATUS" 0
+}
+
+@test "-c 10 serves exactly 10 of 15 clients, closes 5 at once with a clean EOF though they have sent, and takes a new one after two leave" {
 	check_connection_limit
 }
 
