@@ -124,48 +124,32 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Succeed if process $1 has exited (gone, or a zombie not yet reaped).
-exited() {
-	local state
-	state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 0
-	[[ -z $state || $state == Z ]]
-}
+# shellcheck source=test/server.bash
+source "$ROOT/test/server.bash"
 
 # server start NAME: start NAME on a free port; set SPID and SPORT.
 # server stop: SIGTERM, then SIGKILL after STOP_LIMIT seconds; set
 # SERVER_NOTE if it had died by itself or had to be killed.
 server() {
 	local -a cmd
-	local line='' i
 	SERVER_NOTE=
 	if [[ $1 == start ]]; then
 		read -ra cmd <<<"${CMD[$2]}"
-		# Emptied here, not by the child's redirection, which may come
-		# after our first look: the last server's line is not this one's.
-		: >"$TMP/server.out"
-		"${cmd[@]}" -a 127.0.0.1 -p 0 >"$TMP/server.out" 2>"$TMP/server.err" 3>&- &
-		SPID=$!
-		for ((i = 0; i < START_LIMIT * 50; i++)); do
-			line=$(grep -m1 '^listening on ' "$TMP/server.out") && break
-			exited "$SPID" && break
-			sleep 0.02
-		done
-		SPORT=${line##*:}
-		[[ $SPORT =~ ^[0-9]+$ ]] && return 0
+		if server_start "$START_LIMIT" "$TMP/server.out" "$TMP/server.err" \
+			"${cmd[@]}" -a 127.0.0.1 -p 0 2>/dev/null; then
+			SPID=$SERVER_PID SPORT=$PORT
+			return 0
+		fi
+		SPID=$SERVER_PID
 		say "bench: $2 did not start:" "$(tail -3 "$TMP/server.err")"
 	fi
 	[[ -n $SPID ]] || return 0
 	if exited "$SPID"; then
-		wait "$SPID" 2>/dev/null
-		SERVER_NOTE="server exited by itself (status $?)"
+		server_stop "$SPID" 0
+		SERVER_NOTE="server exited by itself (status $STATUS)"
 	else
-		kill -TERM "$SPID" 2>/dev/null
-		for ((i = 0; i < STOP_LIMIT * 50; i++)); do
-			exited "$SPID" && break
-			sleep 0.02
-		done
-		exited "$SPID" || { kill -KILL "$SPID" 2>/dev/null && SERVER_NOTE=killed; }
-		wait "$SPID" 2>/dev/null
+		server_stop "$SPID" "$STOP_LIMIT"
+		[[ $STATUS != killed ]] || SERVER_NOTE=killed
 	fi
 	SPID=
 	[[ $1 == stop ]]
@@ -180,18 +164,7 @@ stop_loadgen() {
 }
 
 # The server's CPU time so far (user + system, all threads), in clock ticks.
-cpu_ticks() {
-	local stat f
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
-		echo 0
-		return
-	}
-	read -ra f <<<"${stat##*) }"
-	echo $((f[11] + f[12]))
-}
-
-# The server's resident memory, in KiB.
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+cpu_ticks() { proc_cpu_ticks "$1" || echo 0; }
 
 # Read loadgen's RESULT line from file $1 into R.
 declare -A R
@@ -206,18 +179,16 @@ parse_result() {
 	done
 }
 
+# loadgen has printed its result, or has exited.
+_loadgen_done() { grep -q '^RESULT ' "$1" || exited "$2"; }
+
 # Run loadgen idle in the background: once every connection is open and has
 # echoed (or starved), read the server's memory, then let the connections go.
 run_idle() { # ARGS...
-	local i
 	"$LOADGEN" -p "$SPORT" -T 60 idle "$@" >"$TMP/lg.out" 2>"$TMP/lg.err" 3>&- &
 	LPID=$!
-	for ((i = 0; i < 70 * 50; i++)); do
-		grep -q '^RESULT ' "$TMP/lg.out" && break
-		exited "$LPID" && break
-		sleep 0.02
-	done
-	RSS_AFTER=$(rss_kb "$SPID")
+	wait_until 70 _loadgen_done "$TMP/lg.out" "$LPID"
+	RSS_AFTER=$(proc_rss_kb "$SPID")
 	if grep -q '^RESULT ' "$TMP/lg.out"; then
 		stop_loadgen
 		# What its exit status would have been, had we let it finish.
@@ -252,7 +223,7 @@ run_one() {
 	if ! server start "$name"; then
 		status=nostart
 	else
-		rss0=$(rss_kb "$SPID")
+		rss0=$(proc_rss_kb "$SPID")
 		t0=$(cpu_ticks "$SPID")
 		if [[ $mode == idle ]]; then
 			run_idle "${opts[@]}"

@@ -53,50 +53,20 @@ build() {
 	make -s -C "$WORK/$name/$step" "$@"
 }
 
-# wait_line FILE PATTERN SECONDS PID: wait for PATTERN in FILE while PID runs.
-wait_line() {
-	local i
-	for ((i = 0; i < $3 * 50; i++)); do
-		grep -q "$2" "$1" 2>/dev/null && return 0
-		kill -0 "$4" 2>/dev/null || return 1
-		sleep 0.02
-	done
-	return 1
-}
-
-# wait_gone PID SECONDS: wait for PID to exit, then reap it; set STATUS.
-wait_gone() {
-	local i
-	for ((i = 0; i < $2 * 50; i++)); do
-		if ! kill -0 "$1" 2>/dev/null ||
-			[[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]; then
-			STATUS=0
-			wait "$1" || STATUS=$?
-			return 0
-		fi
-		sleep 0.02
-	done
-	kill -KILL "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-	STATUS=timeout
-	return 1
-}
+# shellcheck source=test/server.bash
+source "$ROOT/test/server.bash"
 
 # echo_and_sigint LOG CMD...: start the server CMD, run clients against it,
 # send SIGINT, and wait for it to exit.  Fails unless it exits 0.
 echo_and_sigint() {
 	local log=$1 out=$WORK/server.out pid port
 	shift
-	: >"$out"
-	"$@" -p 0 >"$out" 2>"$log" 3>&- &
-	pid=$!
-	if ! wait_line "$out" '^listening on ' 60 "$pid"; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
+	if ! server_start 60 "$out" "$log" "$@" -p 0; then
+		server_stop "$SERVER_PID" 0
 		echo "server did not start" >>"$log"
 		return 1
 	fi
-	port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out")
+	pid=$SERVER_PID port=$PORT
 	test/echoclient -p "$port" clients 8 1M >/dev/null &&
 		test/echoclient -p "$port" halfclose 4M >/dev/null &&
 		test/echoclient -p "$port" rst 1M >/dev/null
@@ -105,9 +75,9 @@ echo_and_sigint() {
 	test/echoclient -p "$port" -T 60000 -d 1000 lateread 64K \
 		>"$WORK/held.out" 2>&1 3>&- &
 	local held=$!
-	wait_line "$WORK/held.out" '^sent unread' 30 "$held"
+	wait_until 30 grep -q '^sent unread' "$WORK/held.out"
 	kill -INT "$pid"
-	wait_gone "$pid" 60
+	server_wait "$pid" 60 || server_stop "$pid" 0
 	kill "$held" 2>/dev/null
 	wait "$held" 2>/dev/null
 	[[ $rc == 0 && $STATUS == 0 ]] || {

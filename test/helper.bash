@@ -7,6 +7,8 @@
 
 bats_load_library bats-support
 bats_load_library bats-assert
+# shellcheck source=test/server.bash
+source "$BATS_TEST_DIRNAME/server.bash"
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 ECHOCLIENT=${ECHOCLIENT:-$ROOT/test/echoclient}
@@ -46,89 +48,43 @@ stop_background() {
 	BG_PIDS=()
 }
 
-# Seconds since the epoch, with a fraction.
-now() {
-	printf '%s\n' "$EPOCHREALTIME"
-}
-
 # wait_for_lines FILE PATTERN [COUNT [SECONDS]]: wait until FILE has COUNT
 # lines (default 1) matching the extended regex PATTERN; fail after SECONDS
 # (default 5).
 wait_for_lines() {
-	local file=$1 pattern=$2 count=${3:-1} limit=${4:-5} start=$SECONDS
-	until (($(grep -cE -- "$pattern" "$file" 2>/dev/null) >= count)); do
-		((SECONDS - start <= limit)) ||
-			fail "no $count line(s) matching '$pattern' in $file after ${limit}s"
-		sleep 0.02
-	done
+	local file=$1 pattern=$2 count=${3:-1} limit=${4:-5}
+	wait_until "$limit" _has_lines "$file" "$pattern" "$count" ||
+		fail "no $count line(s) matching '$pattern' in $file after ${limit}s"
 }
 
-# Succeed if process $1 has exited (gone, or a zombie waiting to be reaped).
-exited() {
-	local state
-	[[ -r /proc/$1/stat ]] || return 0
-	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-	[[ -z $state || $state == Z ]]
+_has_lines() {
+	(($(grep -cE -- "$2" "$1" 2>/dev/null) >= $3))
 }
 
 # wait_exit PID SECONDS: wait at most SECONDS for PID to exit; set STATUS to
 # its exit status and ELAPSED to the time waited; fail on a timeout.
 wait_exit() {
-	local pid=$1 limit=$2 start
-	start=$(now)
-	while ! exited "$pid"; do
-		if (($(awk -v s="$start" -v n="$(now)" -v l="$limit" \
-			'BEGIN { print (n - s > l) }'))); then
-			echo "process $pid still running after ${limit}s" >&2
-			return 1
-		fi
-		sleep 0.02
-	done
-	STATUS=0
-	wait "$pid" || STATUS=$?
-	ELAPSED=$(awk -v s="$start" -v n="$(now)" 'BEGIN { printf "%.3f", n - s }')
+	server_wait "$1" "$2"
 }
 
 # start_server [ARGS...]: start $ECHOSERVER -p 0 ARGS in the background and
 # wait for its "listening on" line.  Sets SERVER_PID, PORT, SERVER_OUT and
 # SERVER_ERR (the files its stdout and stderr go to).
 start_server() {
-	local n=${#SERVER_PIDS[@]} line start
+	local n=${#SERVER_PIDS[@]} rc=0
 	SERVER_OUT=$BATS_TEST_TMPDIR/server$n.out
 	SERVER_ERR=$BATS_TEST_TMPDIR/server$n.err
-	"$ECHOSERVER" -p 0 "$@" >"$SERVER_OUT" 2>"$SERVER_ERR" 3>&- &
-	SERVER_PID=$!
+	server_start "$START_TIMEOUT" "$SERVER_OUT" "$SERVER_ERR" \
+		"$ECHOSERVER" -p 0 "$@" || rc=1
 	SERVER_PIDS+=("$SERVER_PID")
-	start=$SECONDS
-	until line=$(grep -m1 '^listening on ' "$SERVER_OUT"); do
-		if exited "$SERVER_PID"; then
-			echo "server exited before listening:" >&2
-			cat "$SERVER_ERR" >&2
-			return 1
-		fi
-		if ((SECONDS - start > START_TIMEOUT)); then
-			echo "no 'listening on' line after ${START_TIMEOUT}s" >&2
-			return 1
-		fi
-		sleep 0.02
-	done
-	PORT=${line##*:}
-	[[ $PORT =~ ^[0-9]+$ && $PORT -gt 0 ]] || {
-		echo "bad listening line: $line" >&2
-		return 1
-	}
+	return $rc
 }
 
 # Stop every server this test started: SIGTERM, then SIGKILL after a bound.
 stop_all_servers() {
 	local pid
 	for pid in "${SERVER_PIDS[@]}"; do
-		exited "$pid" && { wait "$pid" 2>/dev/null || true; continue; }
-		kill -TERM "$pid" 2>/dev/null || true
-		if ! wait_exit "$pid" "$STOP_TIMEOUT" 2>/dev/null; then
-			kill -KILL "$pid" 2>/dev/null || true
-			wait "$pid" 2>/dev/null || true
-		fi
+		server_stop "$pid" "$STOP_TIMEOUT"
 	done
 	SERVER_PIDS=()
 }
@@ -149,13 +105,11 @@ roundtrip() {
 }
 
 # The server's resident memory now and at its peak, in KiB.
-server_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
-server_peak_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+server_rss_kb() { proc_rss_kb "$SERVER_PID"; }
+server_peak_kb() { proc_peak_kb "$SERVER_PID"; }
 
 # The server's CPU time (user + system) so far, in clock ticks.
-server_cpu_ticks() {
-	awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"
-}
+server_cpu_ticks() { proc_cpu_ticks "$SERVER_PID"; }
 
 # The number of threads the server runs.
 server_threads() {
@@ -321,23 +275,6 @@ check_help() {
 	assert_output --partial "5555"
 }
 
-check_default_port() {
-	if (exec 9<>/dev/tcp/127.0.0.1/5555) 2>/dev/null; then
-		skip "port 5555 is in use on this machine"
-	fi
-	"$ECHOSERVER" >"$BATS_TEST_TMPDIR/default.out" 2>&1 3>&- &
-	SERVER_PID=$!
-	SERVER_PIDS+=("$SERVER_PID")
-	local start=$SECONDS
-	until grep -q '^listening on ' "$BATS_TEST_TMPDIR/default.out"; do
-		! exited "$SERVER_PID" || fail "$(cat "$BATS_TEST_TMPDIR/default.out")"
-		((SECONDS - start <= START_TIMEOUT)) || fail "no listening line"
-		sleep 0.02
-	done
-	run cat "$BATS_TEST_TMPDIR/default.out"
-	assert_output "listening on 127.0.0.1:5555"
-}
-
 check_ipv6() {
 	if ! grep -q . /proc/net/if_inet6 2>/dev/null; then
 		skip "this machine has no IPv6"
@@ -448,16 +385,6 @@ check_third_client_waits() {
 	exec {third}>&-
 }
 
-# check_strict_headers_fail DIR: the chapter's strict-headers build fails
-# with the error the original's readers reported: a struct that libevent 2
-# keeps opaque, used as if it were not (struct bufferevent's fields, or, once
-# those are gone, a struct event on the stack).
-check_strict_headers_fail() {
-	run make -s -C "$1" strict-headers
-	assert_failure
-	assert_output --regexp "invalid use of undefined type .struct bufferevent.|incomplete definition of type .struct bufferevent.|dereferencing pointer to incomplete type|storage size of .listen_ev. isn.t known|variable has incomplete type .struct event."
-}
-
 # --- Shutdown ---------------------------------------------------------------
 
 # check_shutdown SIGNAL N [QUEUED]: with -t 2, N connected clients each send a
@@ -518,26 +445,19 @@ watch_exit() {
 	{
 		# Hold none of the test's connections open: a server that
 		# lingers on one waits for the client's EOF.
-		local i f
+		local f
 		for f in /proc/$BASHPID/fd/*; do
 			f=${f##*/}
 			((f > 2)) && eval "exec $f>&-" 2>/dev/null
 		done
-		for ((i = 0; i < 1000; i++)); do
-			exited "$1" && break
-			sleep 0.01
-		done
+		wait_until 10 exited "$1"
 		now >"$2"
 	} 3>&- &
 }
 
 # watched_exit FILE: the time watch_exit wrote, once it has.
 watched_exit() {
-	local i
-	for ((i = 0; i < 1000; i++)); do
-		[[ -s $1 ]] && break
-		sleep 0.01
-	done
+	wait_until 11 test -s "$1"
 	cat "$1"
 }
 
@@ -585,16 +505,12 @@ check_public_headers() {
 # exits 0 within 2 s.
 check_shutdown_owed() {
 	start_server -t 2
-	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w start
+	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w
 	mkfifo "$fifo"
 	client -T 10000 hold 64M <"$fifo" >"$out" 3>&- &
 	local holder=$!
 	exec {w}>"$fifo"
-	start=$SECONDS
-	until grep -q '^sent unread' "$out"; do
-		((SECONDS - start <= 10)) || fail "the client never stalled"
-		sleep 0.02
-	done
+	wait_for_lines "$out" '^sent unread' 1 10
 	local t0
 	t0=$(now)
 	kill "-$1" "$SERVER_PID"
@@ -711,253 +627,6 @@ check_shutdown_chatty() {
 	stop_background
 }
 
-# --- Many connections on a few threads (chapter 5) ---------------------------
-
-# With -t 2 and two clients connected, a third and then a 500th client each
-# get their echo at once.
-check_third_client_served() {
-	start_server -t 2
-	hold_clients 2
-	local held=("${HELD[@]}") fd reply
-	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'third\n' >&"$fd"
-	IFS= read -r -t 1 reply <&"$fd" || fail "the third client got no echo"
-	assert_equal "$reply" "third"
-	exec {fd}>&-
-	hold_clients 500
-	release_clients
-	HELD=("${held[@]}")
-	release_clients
-}
-
-# N clients at once on -t T: each gets its own bytes back, and the server
-# runs T + 1 threads throughout.
-check_threads_fixed() {
-	local n=$1 t=$2 out=$BATS_TEST_TMPDIR/clients.out
-	start_server -t "$t"
-	client -T 60000 clients "$n" 256K >"$out" 3>&- &
-	local load=$! start=$SECONDS samples=0
-	while ! exited "$load" && ((SECONDS - start < 60)); do
-		assert_equal "$(server_threads)" $((t + 1))
-		samples=$((samples + 1))
-		sleep 0.05
-	done
-	wait_exit "$load" 5
-	assert_equal "$STATUS" 0
-	run cat "$out"
-	assert_output "ok: $n connections, 262144 bytes each, all echoed"
-	assert_equal "$(server_threads)" $((t + 1))
-	echo "# $samples samples of the thread count while $n clients ran" >&3
-}
-
-# With -v, the connections are spread over the workers round robin: the
-# per-worker counts of N sequential connections differ by at most one.
-check_round_robin() {
-	local n=$1 t=$2 counts
-	start_server -t "$t" -v
-	run client clients "$n" 1K
-	assert_success
-	wait_for_lines "$SERVER_ERR" ': connected$' "$n"
-	counts=$(sed -n 's/^echoserver: worker \([0-9]*\): .*: connected$/\1/p' \
-		"$SERVER_ERR" | sort | uniq -c | awk '{ print $1 }' | sort -n)
-	echo "# connections per worker: $(echo $counts)" >&3
-	assert_equal "$(wc -l <<<"$counts")" "$t"
-	# every connection is logged on a line of its own
-	assert_equal "$(awk '{ n += $1 } END { print n }' <<<"$counts")" "$n"
-	(($(tail -1 <<<"$counts") - $(head -1 <<<"$counts") <= 1))
-}
-
-# raise_fd_limit N: raise this shell's descriptor limit to its hard limit;
-# skip the test if that is fewer than N.
-raise_fd_limit() {
-	local hard
-	hard=$(ulimit -Hn)
-	[[ $hard == unlimited ]] || ((hard >= $1)) ||
-		skip "needs $1 open files; the hard limit here is $hard"
-	ulimit -n "$hard"
-}
-
-# N connections open at once on -t 2, each with one echo; report how fast
-# they connected and the server's memory per idle connection.
-check_many_idle() {
-	local n=$1 fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/idle.out w
-	raise_fd_limit $((n + 100))
-	start_server -t 2
-	local before after start
-	before=$(server_rss_kb)
-	mkfifo "$fifo"
-	client -T 60000 idle "$n" <"$fifo" >"$out" 3>&- &
-	local holder=$!
-	exec {w}>"$fifo"
-	start=$SECONDS
-	until grep -q '^idle:' "$out"; do
-		exited "$holder" && break
-		((SECONDS - start <= 60)) || fail "the connections did not open"
-		sleep 0.05
-	done
-	after=$(server_rss_kb)
-	assert_equal "$(server_threads)" 3
-	printf 'done\n' >&"$w"
-	exec {w}>&-
-	wait_exit "$holder" 10
-	assert_equal "$STATUS" 0
-	run cat "$out"
-	assert_output --partial "idle: $n connections open"
-	local ms=${output#*connecting took }
-	ms=${ms%% ms*}
-	echo "# $output" >&3
-	echo "# server RSS $before KiB -> $after KiB:" \
-		"$(((after - before) * 1024 / n)) bytes per idle connection" >&3
-	# A backlog of 128 stalls on dropped handshakes (1 s retries): 7.5 s
-	# measured, against 0.4 s with 4096 on an idle 2-core machine and 1.1 s
-	# on a busy one.  4 s is ten times the idle figure and about half the
-	# small backlog's.
-	((ms < 4000))
-	server_alive
-}
-
-# start_server_limited FILES ARGS...: like start_server, with the server's
-# descriptor limit set to FILES.
-start_server_limited() {
-	local files=$1
-	shift
-	local real=$ECHOSERVER
-	ECHOSERVER=$BATS_TEST_TMPDIR/limited
-	printf '#!/bin/sh\nulimit -n %d && exec "%s" "$@"\n' "$files" "$real" \
-		>"$ECHOSERVER"
-	chmod +x "$ECHOSERVER"
-	start_server "$@"
-	ECHOSERVER=$real
-}
-
-# Out of descriptors: with a limit of 64 and 120 clients, the server stays
-# alive, does not spin, and serves new clients once others leave.
-check_emfile() {
-	start_server_limited 64 -t 2
-	local fds=() fd i t0 t1 ticks reply
-	for ((i = 0; i < 120; i++)); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		fds+=("$fd")
-	done
-	# the first ones are served; the server is now out of descriptors
-	printf 'first\n' >&"${fds[0]}"
-	IFS= read -r -t 5 reply <&"${fds[0]}" || fail "no echo for the first client"
-	assert_equal "$reply" "first"
-	t0=$(server_cpu_ticks)
-	sleep 1
-	t1=$(server_cpu_ticks)
-	ticks=$(getconf CLK_TCK)
-	echo "# CPU while out of descriptors: $((100 * (t1 - t0) / ticks))%" >&3
-	((100 * (t1 - t0) < 20 * ticks))
-	assert server_alive
-	# let 80 leave; the ones still waiting and a new one are served
-	for ((i = 0; i < 80; i++)); do
-		fd=${fds[i]}
-		exec {fd}>&-
-	done
-	fd=${fds[119]}
-	printf 'waited\n' >&"$fd"
-	IFS= read -r -t 5 reply <&"$fd" || fail "no echo for a waiting client"
-	assert_equal "$reply" "waited"
-	run roundtrip "new"
-	assert_output "new"
-	for ((i = 80; i < 120; i++)); do
-		fd=${fds[i]}
-		exec {fd}>&-
-	done
-}
-
-# -i 1: an idle client is closed within 1 to 3 s; one that keeps sending
-# stays connected.
-check_idle_timeout() {
-	start_server -i 1
-	local idle active reply rc t0 i eof=$BATS_TEST_TMPDIR/idle.eof
-	# The start is taken before the connect: the server's second starts
-	# after it, so the measured wait can only be longer than the server's.
-	t0=$(now)
-	exec {idle}<>"/dev/tcp/127.0.0.1/$PORT"
-	exec {active}<>"/dev/tcp/127.0.0.1/$PORT"
-	# note when the idle client sees EOF, while the active one talks
-	{
-		rc=0
-		IFS= read -r -t 5 reply <&"$idle" || rc=$?
-		echo "$rc $(now)" >"$eof"
-	} 3>&- &
-	local watcher=$!
-	for ((i = 0; i < 10; i++)); do
-		printf 'ping %d\n' "$i" >&"$active"
-		IFS= read -r -t 2 reply <&"$active" || fail "the active client lost its echo"
-		assert_equal "$reply" "ping $i"
-		sleep 0.25
-	done
-	wait_exit "$watcher" 5
-	read -r rc closed <"$eof"
-	assert_equal "$rc" 1
-	local waited
-	waited=$(awk -v s="$t0" -v n="$closed" 'BEGIN { printf "%.2f", n - s }')
-	echo "# the idle client was closed after ${waited}s" >&3
-	# at least the timeout; at most 2 s more, for a busy machine (the
-	# watcher's own wake-up counts too): a server with no timeout never
-	# closes it, and the read gives up at 5 s
-	(($(awk -v w="$waited" 'BEGIN { print (w >= 1 && w <= 3) }')))
-	printf 'still here\n' >&"$active"
-	IFS= read -r -t 2 reply <&"$active" || fail "the active client was closed"
-	assert_equal "$reply" "still here"
-}
-
-# -c 10 with 15 clients: exactly 10 are served and 5 closed at once; after
-# two leave, a new client is served.
-check_connection_limit() {
-	start_server -c 10 -t 2
-	hold_clients 10
-	local i fd reply rc served=0 refused=0
-	# A refused client that has sent a line sees a clean EOF: the server
-	# closes it lingering.  A plain close() with the line unread would send
-	# a reset, and bash's read would say "Connection reset by peer".  The
-	# server is stopped meanwhile so that every line is there before it
-	# accepts (the kernel completes the connections without it).
-	local err=$BATS_TEST_TMPDIR/refused.err over=()
-	kill -STOP "$SERVER_PID"
-	for ((i = 0; i < 5; i++)); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		printf 'over\n' >&"$fd"
-		over+=("$fd")
-	done
-	kill -CONT "$SERVER_PID"
-	for fd in "${over[@]}"; do
-		rc=0
-		IFS= read -r -t 2 reply <&"$fd" 2>"$err" || rc=$?
-		if ((rc == 0)); then
-			served=$((served + 1))
-		elif ((rc < 128)) && [[ ! -s $err ]]; then
-			refused=$((refused + 1))
-		else
-			echo "# read status $rc: $(cat "$err")" >&3
-		fi
-		exec {fd}>&-
-	done
-	assert_equal "$served" 0
-	assert_equal "$refused" 5
-	fd=${HELD[0]}
-	exec {fd}>&-
-	fd=${HELD[1]}
-	exec {fd}>&-
-	# the server notices the two leaving within a bound; then a new one fits
-	local start=$SECONDS ok=0
-	while ((SECONDS - start < 5)); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		printf 'new\n' >&"$fd" 2>/dev/null || true
-		if IFS= read -r -t 1 reply <&"$fd" 2>/dev/null && [[ $reply == new ]]; then
-			ok=1
-			exec {fd}>&-
-			break
-		fi
-		exec {fd}>&-
-		sleep 0.05
-	done
-	((ok == 1)) || fail "no new client was served after two left"
-}
-
 # --- Exercises ----------------------------------------------------------------
 
 # An exercise's check: skipped unless EXERCISES=1.  It fails on the chapter's
@@ -1007,39 +676,3 @@ check_accept_spins() {
 	((10 * used >= 3 * ticks))
 }
 
-# The fix: out of descriptors, accepting pauses instead of spinning, and
-# resumes by itself once a descriptor is free again.
-check_accept_pauses() {
-	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
-	start_server "$@"
-	local fd t0 t1 ticks reply
-	leave_no_descriptor
-	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'waiting\n' >&"$fd"
-	t0=$(server_cpu_ticks)
-	sleep 1
-	t1=$(server_cpu_ticks)
-	ticks=$(getconf CLK_TCK)
-	echo "# out of descriptors, the server used $((100 * (t1 - t0) / ticks))% CPU" >&3
-	((100 * (t1 - t0) < 20 * ticks))
-	prlimit --pid "$SERVER_PID" --nofile=1024:
-	IFS= read -r -t 2 reply <&"$fd" || fail "no echo once descriptors were free"
-	assert_equal "$reply" "waiting"
-	exec {fd}>&-
-}
-
-# listening_port PID: the TCP port process PID listens on (for servers that
-# do not print it), waiting for it at most 5 s.
-listening_port() {
-	local i inode port
-	for ((i = 0; i < 250; i++)); do
-		for inode in $(ls -l "/proc/$1/fd" 2>/dev/null |
-			sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p'); do
-			port=$(awk -v ino="$inode" '$4 == "0A" && $10 == ino {
-				split($2, a, ":"); print a[2] }' /proc/net/tcp)
-			[[ -n $port ]] && { echo $((16#$port)); return 0; }
-		done
-		sleep 0.02
-	done
-	fail "process $1 listens on no TCP port"
-}

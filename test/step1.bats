@@ -5,6 +5,21 @@
 : "${ECHOSERVER:=$BATS_TEST_DIRNAME/../step1-single-thread/echoserver}"
 load helper
 
+# --- Cases only this chapter runs ---------------------------------------
+
+check_default_port() {
+	if (exec 9<>/dev/tcp/127.0.0.1/5555) 2>/dev/null; then
+		skip "port 5555 is in use on this machine"
+	fi
+	"$ECHOSERVER" >"$BATS_TEST_TMPDIR/default.out" 2>&1 3>&- &
+	SERVER_PID=$!
+	SERVER_PIDS+=("$SERVER_PID")
+	wait_until "$START_TIMEOUT" _server_ready "$BATS_TEST_TMPDIR/default.out" \
+		"$SERVER_PID" || fail "no listening line"
+	run cat "$BATS_TEST_TMPDIR/default.out"
+	assert_output "listening on 127.0.0.1:5555"
+}
+
 @test "text a client sends comes back unchanged" {
 	check_text_echo
 }

@@ -7,6 +7,18 @@
 : "${SOURCE_DIR:=$BATS_TEST_DIRNAME/../step3-threaded-echo}"
 load helper
 
+# --- Cases only this chapter runs ---------------------------------------
+
+# check_strict_headers_fail DIR: the chapter's strict-headers build fails
+# with the error the original's readers reported: a struct that libevent 2
+# keeps opaque, used as if it were not (struct bufferevent's fields, or, once
+# those are gone, a struct event on the stack).
+check_strict_headers_fail() {
+	run make -s -C "$1" strict-headers
+	assert_failure
+	assert_output --regexp "invalid use of undefined type .struct bufferevent.|incomplete definition of type .struct bufferevent.|dereferencing pointer to incomplete type|storage size of .listen_ev. isn.t known|variable has incomplete type .struct event."
+}
+
 @test "text a client sends comes back unchanged" {
 	check_text_echo
 }

@@ -5,6 +5,26 @@
 : "${ECHOSERVER:=$BATS_TEST_DIRNAME/../step5-per-thread-base/echoserver}"
 load helper
 
+# listening_port PID: the TCP port process PID listens on (for servers that
+# do not print it), waiting for it at most 5 s.
+listening_port() {
+	wait_until 5 _listening_port "$1" >/dev/null ||
+		fail "process $1 listens on no TCP port"
+	_listening_port "$1"
+}
+
+# Print the port of a listening TCP socket process $1 holds; fail if none.
+_listening_port() {
+	local inode port
+	for inode in $(ls -l "/proc/$1/fd" 2>/dev/null |
+		sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p'); do
+		port=$(awk -v ino="$inode" '$4 == "0A" && $10 == ino {
+			split($2, a, ":"); print a[2] }' /proc/net/tcp)
+		[[ -n $port ]] && { echo $((16#$port)); return 0; }
+	done
+	return 1
+}
+
 LOADGEN=$ROOT/test/loadgen
 
 # Rebuild whichever tool is older than its source: run directly, this file
