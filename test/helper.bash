@@ -392,7 +392,7 @@ check_third_client_waits() {
 # SIGNAL makes the server exit 0 within 2 s, and every client gets its line
 # back, then EOF.
 check_shutdown() {
-	local sig=$1 n=$2 queued=${3:-0} i fd reply extra=()
+	local sig=$1 n=$2 queued=${3:-0} i fd extra=()
 	start_server -t 2
 	hold_clients "$n"
 	for ((i = 0; i < queued; i++)); do
@@ -410,21 +410,11 @@ check_shutdown() {
 	# Each client closes once it has read EOF, as a client would: until
 	# then the server lingers on it, and a queued one waits for a worker.
 	for ((i = 0; i < n; i++)); do
-		fd=${HELD[i]}
-		IFS= read -r -t 3 reply <&"$fd" ||
-			fail "client $i: no pending echo after SIG$sig"
-		assert_equal "$reply" "pending $i"
-		expect_eof "$fd"
-		exec {fd}>&-
+		echo_then_eof "${HELD[i]}" "pending $i" "after SIG$sig"
 	done
 	HELD=()
 	for ((i = 0; i < queued; i++)); do
-		fd=${extra[i]}
-		IFS= read -r -t 3 reply <&"$fd" ||
-			fail "queued client $i: no echo after SIG$sig"
-		assert_equal "$reply" "queued $i"
-		expect_eof "$fd"
-		exec {fd}>&-
+		echo_then_eof "${extra[i]}" "queued $i" "after SIG$sig"
 	done
 	wait_exit "$SERVER_PID" 2
 	((STATUS == 0)) || cat "$SERVER_ERR" >&2
@@ -459,6 +449,16 @@ watch_exit() {
 watched_exit() {
 	wait_until 11 test -s "$1"
 	cat "$1"
+}
+
+# echo_then_eof FD LINE WHEN: LINE comes back on FD, then EOF; then FD is
+# closed, as a client that has read EOF would.
+echo_then_eof() {
+	local fd=$1 reply
+	IFS= read -r -t 3 reply <&"$fd" || fail "no echo of '$2' $3"
+	assert_equal "$reply" "$2"
+	expect_eof "$fd"
+	exec {fd}>&-
 }
 
 # expect_eof FD: the next read on FD ends the stream cleanly (no reset).
