@@ -21,6 +21,8 @@ help:
 	@echo "make run          build and run the final server ($(LAST)) on port $(ECHO_PORT)"
 	@echo "make test         run every chapter's tests; STEP=N for one chapter"
 	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
+	@echo "make diff STEP=N PATCH=K   show patch K of chapter N's series"
+	@echo "make stage STEP=N N=K  build chapter N as it is after its patch K"
 	@echo "make readme-diffs write each chapter's diff into its README"
 	@echo "make bench        measure every chapter against a bare epoll loop and"
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
@@ -53,11 +55,25 @@ test/epoll_echo: TOOL_CFLAGS += -pthread
 bench: all $(TOOLS)
 	bash test/bench.sh
 
+# make diff FROM=N TO=M: each file of chapter M against the last chapter up
+# to N that has it; make diff STEP=N PATCH=K: patch K of chapter N's series.
 diff:
-	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=N TO=M"; exit 2; }
-	@from=$$(ls -d step$(FROM)-* 2>/dev/null); to=$$(ls -d step$(TO)-* 2>/dev/null); \
-	test -n "$$from" -a -n "$$to" || { echo "no step $(FROM) or $(TO) here"; exit 2; }; \
-	diff -ruN -x '*.o' -x echoserver -x workqueue_demo -x strict-include -x README.md "$$from" "$$to" || true
+ifneq ($(PATCH),)
+	@bash test/patches.sh show $(STEP) $(PATCH)
+else
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=N TO=M, or make diff STEP=N PATCH=K"; exit 2; }
+	@bash test/chapter-diff.sh $(FROM) $(TO)
+endif
+
+# make stage STEP=N N=K: build the state after patch K of chapter N's series
+# in test/stages/, to run it or point any chapter's tests at it.
+STAGE_DIR = test/stages/step$(STEP)-$(N)
+stage:
+	@test -n "$(STEP)" -a -n "$(N)" || { echo "usage: make stage STEP=N N=K (K: 0 to the number of patches)"; exit 2; }
+	@rm -rf $(STAGE_DIR)
+	@bash test/patches.sh apply $(STEP) $(N) $(STAGE_DIR)
+	@$(MAKE) -s -C $(STAGE_DIR)
+	@echo "built $(STAGE_DIR): try ECHOSERVER=$$PWD/$(STAGE_DIR)/echoserver bats test/step$(STEP).bats"
 
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)
@@ -79,5 +95,5 @@ deps: deps-check
 deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
-.PHONY: all help run test diff readme-diffs check bench clean deps stress \
+.PHONY: all help run test diff stage readme-diffs check bench clean deps stress \
 	have-build-deps deps-run deps-test deps-check

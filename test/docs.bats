@@ -23,6 +23,28 @@ ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 	done
 }
 
+@test "every chapter told as a patch series is its series applied to the chapter before, byte for byte" {
+	cd "$ROOT"
+	local d step checked=0
+	for d in step*/patches; do
+		[[ -d $d ]] || continue
+		step=${d#step}
+		run bash test/patches.sh check "${step%%-*}"
+		assert_success
+		checked=$((checked + 1))
+	done
+	((checked > 0)) || skip "no chapter is told as patches yet"
+}
+
+@test "make diff compares a file with the last chapter that had it" {
+	cd "$ROOT"
+	run make -s diff FROM=2 TO=3
+	assert_success
+	assert_line -- "--- step1-single-thread/echoserver.c"
+	assert_line -- "+++ step3-threaded-echo/echoserver.c"
+	refute_line -- "--- /dev/null"
+}
+
 @test "every chapter's Makefile is the same below its chapter lines" {
 	cd "$ROOT"
 	local first="" m
