@@ -34,6 +34,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 
 #define DEFAULT_ADDR   "127.0.0.1"
@@ -63,9 +64,6 @@
 
 /* Out of descriptors: how long accepting pauses before it tries again. */
 #define ACCEPT_RETRY_MS 100
-
-/* The most connections one accept_cb() takes before it lets others run. */
-#define ACCEPT_BATCH 64
 
 struct worker;
 
@@ -122,7 +120,8 @@ static int max_clients;
 static atomic_int nclients; /* live connections, all workers together */
 static atomic_int exit_status;
 static struct event_base *main_base;
-static struct event *listen_ev, *retry_ev;
+static struct evconnlistener *listener;
+static struct event *retry_ev;
 
 /* When the drain ends, on CLOCK_MONOTONIC; set before any drain starts. */
 static struct timespec drain_deadline;
@@ -599,55 +598,49 @@ worker_free(struct worker *w)
 	pthread_mutex_destroy(&w->mutex);
 }
 
-/*
- * Clients are waiting on the listening socket: accept them and hand each to
- * the next worker.  Out of descriptors, the socket stays readable and the
- * loop would spin, so stop watching it and try again after a pause.
- */
+/* A client connected: hand it to the next worker, round robin. */
 static void
-accept_cb(evutil_socket_t fd, short what, void *arg)
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+	  int len, void *arg)
 {
 	static unsigned int next;
-	struct timeval retry = {0, ACCEPT_RETRY_MS * 1000};
-	int cfd, i, refused;
+	int refused;
 
-	(void)what;
+	(void)l;
+	(void)sa;
+	(void)len;
 	(void)arg;
-	for (i = 0; i < ACCEPT_BATCH; i++) {
-		if ((cfd = accept(fd, NULL, NULL)) == -1) {
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
-				logx("accept (pausing for %d ms): %s",
-				     ACCEPT_RETRY_MS, strerror(errno));
-				if (event_del(listen_ev) == -1 ||
-				    event_add(retry_ev, &retry) == -1)
-					server_fail("pausing the listener");
-				return;
-			}
-			if (errno == ECONNABORTED || errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				logx("accept: %s", strerror(errno));
-			return;
-		}
-		if (fcntl(cfd, F_SETFL, O_NONBLOCK) == -1) {
-			logx("fcntl: %s", strerror(errno));
-			close(cfd);
-			continue;
-		}
-		/* Over the limit: a worker closes it lingering, unechoed. */
-		refused = max_clients > 0 &&
-			  atomic_load(&nclients) >= max_clients;
+	/* Over the limit: a worker closes it lingering, unechoed. */
+	refused = max_clients > 0 && atomic_load(&nclients) >= max_clients;
+	if (!refused)
+		atomic_fetch_add(&nclients, 1);
+	if (worker_hand_off(&workers[next++ % nworkers], fd, refused) == -1) {
+		logx("cannot queue a connection");
+		close(fd);
 		if (!refused)
-			atomic_fetch_add(&nclients, 1);
-		if (worker_hand_off(&workers[next++ % nworkers], cfd,
-				    refused) == -1) {
-			logx("cannot queue a connection");
-			close(cfd);
-			if (!refused)
-				atomic_fetch_sub(&nclients, 1);
-		}
+			atomic_fetch_sub(&nclients, 1);
 	}
+}
+
+/*
+ * accept() failed.  Out of descriptors, the listening socket stays readable
+ * and the loop would spin: stop listening, and try again after a pause.
+ */
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct timeval retry = {0, ACCEPT_RETRY_MS * 1000};
+	int e = EVUTIL_SOCKET_ERROR();
+
+	(void)arg;
+	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
+		logx("accept: %s", strerror(e));
+		return;
+	}
+	logx("accept (pausing for %d ms): %s", ACCEPT_RETRY_MS, strerror(e));
+	if (evconnlistener_disable(l) == -1 ||
+	    event_add(retry_ev, &retry) == -1)
+		server_fail("pausing the listener");
 }
 
 /* The pause after running out of descriptors is over: accept again. */
@@ -657,7 +650,7 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (event_add(listen_ev, NULL) == -1)
+	if (evconnlistener_enable(listener) == -1)
 		server_fail("resuming the listener");
 }
 
@@ -692,7 +685,7 @@ parse_number(const char *s, long min, long max)
 
 /* Open a non-blocking listening socket on ai and print where it listens. */
 static int
-listen_on(const struct addrinfo *ai, const char *addr, const char *port)
+listen_on(const struct addrinfo *ai)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -704,8 +697,10 @@ listen_on(const struct addrinfo *ai, const char *addr, const char *port)
 		err(1, "socket");
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
 		err(1, "setsockopt SO_REUSEADDR");
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1)
-		err(1, "cannot listen on %s port %s", addr, port);
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+		format_addr(ai->ai_addr, ai->ai_addrlen, where, sizeof(where));
+		err(1, "cannot listen on %s", where);
+	}
 	if (listen(fd, LISTEN_BACKLOG) == -1)
 		err(1, "listen");
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
@@ -732,23 +727,33 @@ usage(void)
 		"              (default 0: never)\n"
 		"  -p port     port to listen on, 0 for a free one\n"
 		"              (default %s)\n"
-		"  -t threads  worker threads (default: the online CPUs, %ld)\n"
+		"  -t threads  worker threads, 1..1024 (default: the online\n"
+		"              CPUs, %ld)\n"
 		"  -v          log connections and disconnections to stderr\n"
 		"  -h          show this help\n",
 		DEFAULT_ADDR, DEFAULT_PORT, sysconf(_SC_NPROCESSORS_ONLN));
 }
 
-/* Parse the options, start the workers, accept until a signal, clean up. */
-int
-main(int argc, char *argv[])
+/* A usage error: say what was wrong, then the usage, and exit 2. */
+static void
+usage_error(const char *what, const char *arg)
+{
+	warnx("%s: %s", what, arg);
+	usage();
+	exit(2);
+}
+
+/* Parse the options into the globals; return the address to listen on. */
+static struct addrinfo *
+parse_options(int argc, char *argv[])
 {
 	struct addrinfo hints, *ai;
-	struct event_base *base;
-	struct event *sigint_ev, *sigterm_ev;
 	const char *addr = DEFAULT_ADDR, *port = DEFAULT_PORT;
-	int ch, fd, i, rc;
+	int ch, rc;
 
 	nworkers = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (nworkers < 1)
+		nworkers = 1;
 	while ((ch = getopt(argc, argv, "a:c:hi:p:t:v")) != -1) {
 		switch (ch) {
 		case 'a':
@@ -756,52 +761,36 @@ main(int argc, char *argv[])
 			break;
 		case 'c':
 			if ((max_clients = parse_number(optarg, 0, 1 << 30)) ==
-			    -1) {
-				warnx("invalid connection limit: %s", optarg);
-				usage();
-				return 2;
-			}
+			    -1)
+				usage_error("invalid connection limit", optarg);
 			break;
 		case 'h':
 			usage();
-			return 0;
+			exit(0);
 		case 'i':
 			if ((idle_seconds = parse_number(optarg, 0, 86400)) ==
-			    -1) {
-				warnx("invalid idle timeout: %s", optarg);
-				usage();
-				return 2;
-			}
+			    -1)
+				usage_error("invalid idle timeout", optarg);
 			break;
 		case 'p':
 			port = optarg;
-			if (parse_number(port, 0, 65535) == -1) {
-				warnx("invalid port: %s", port);
-				usage();
-				return 2;
-			}
+			if (parse_number(port, 0, 65535) == -1)
+				usage_error("invalid port", port);
 			break;
 		case 't':
-			if ((nworkers = parse_number(optarg, 1, 1024)) == -1) {
-				warnx("invalid thread count: %s", optarg);
-				usage();
-				return 2;
-			}
+			if ((nworkers = parse_number(optarg, 1, 1024)) == -1)
+				usage_error("invalid thread count", optarg);
 			break;
 		case 'v':
 			verbose = 1;
 			break;
 		default:
 			usage();
-			return 2;
+			exit(2);
 		}
 	}
-	if (optind != argc) {
-		warnx("unexpected argument: %s", argv[optind]);
-		usage();
-		return 2;
-	}
-
+	if (optind != argc)
+		usage_error("unexpected argument", argv[optind]);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -809,8 +798,28 @@ main(int argc, char *argv[])
 	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0) {
 		warnx("invalid address %s: %s", addr, gai_strerror(rc));
 		usage();
-		return 2;
+		exit(2);
 	}
+	return ai;
+}
+
+/* On the main thread: tell worker w to drain and stop, and wake it. */
+static void
+worker_stop(struct worker *w)
+{
+	pthread_mutex_lock(&w->mutex);
+	w->stopping = 1;
+	pthread_mutex_unlock(&w->mutex);
+	event_active(w->wakeup_ev, EV_READ, 0);
+}
+
+/* Parse the options, start the workers, accept until a signal, clean up. */
+int
+main(int argc, char *argv[])
+{
+	struct addrinfo *ai = parse_options(argc, argv);
+	struct event *sigint_ev, *sigterm_ev;
+	int i, rc;
 
 	/* A client that vanishes must cost a write error, not the process. */
 	signal(SIGPIPE, SIG_IGN);
@@ -821,47 +830,39 @@ main(int argc, char *argv[])
 	 */
 	if (evthread_use_pthreads() == -1)
 		errx(1, "evthread_use_pthreads failed");
-	if ((main_base = base = event_base_new()) == NULL)
+	if ((main_base = event_base_new()) == NULL)
 		errx(1, "event_base_new failed");
-	if (nworkers < 1)
-		nworkers = 1;
 	if ((workers = calloc((size_t)nworkers, sizeof(*workers))) == NULL)
 		err(1, "calloc");
 	for (i = 0; i < nworkers; i++)
 		worker_start(&workers[i], i);
 
 	/* Signals first: once the ready line is out, SIGINT must be caught. */
-	sigint_ev = evsignal_new(base, SIGINT, signal_cb, base);
-	sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, base);
-	if (sigint_ev == NULL || sigterm_ev == NULL)
-		errx(1, "evsignal_new failed");
-	if (event_add(sigint_ev, NULL) == -1 ||
+	sigint_ev = evsignal_new(main_base, SIGINT, signal_cb, main_base);
+	sigterm_ev = evsignal_new(main_base, SIGTERM, signal_cb, main_base);
+	if (sigint_ev == NULL || sigterm_ev == NULL ||
+	    event_add(sigint_ev, NULL) == -1 ||
 	    event_add(sigterm_ev, NULL) == -1)
-		errx(1, "event_add failed");
-	fd = listen_on(ai, addr, port);
+		errx(1, "cannot watch for signals");
+	/* Backlog 0: listen_on() has called listen() with a large one. */
+	listener = evconnlistener_new(main_base, accept_cb, NULL,
+				      LEV_OPT_CLOSE_ON_FREE, 0, listen_on(ai));
 	freeaddrinfo(ai);
-	listen_ev = event_new(base, fd, EV_READ | EV_PERSIST, accept_cb, base);
-	retry_ev = evtimer_new(base, retry_cb, NULL);
-	if (listen_ev == NULL || retry_ev == NULL)
-		errx(1, "event_new failed");
-	if (event_add(listen_ev, NULL) == -1)
-		errx(1, "event_add failed");
+	retry_ev = evtimer_new(main_base, retry_cb, NULL);
+	if (listener == NULL || retry_ev == NULL)
+		errx(1, "cannot listen");
+	evconnlistener_set_error_cb(listener, accept_error_cb);
 
-	if (event_base_dispatch(base) == -1)
+	if (event_base_dispatch(main_base) == -1)
 		errx(1, "event_base_dispatch failed");
 
 	/* Accept no one new, then ask every worker to drain by one deadline. */
 	event_free(retry_ev);
-	event_free(listen_ev);
-	close(fd);
+	evconnlistener_free(listener);
 	clock_gettime(CLOCK_MONOTONIC, &drain_deadline);
 	drain_deadline.tv_sec += DRAIN_SECONDS;
-	for (i = 0; i < nworkers; i++) {
-		pthread_mutex_lock(&workers[i].mutex);
-		workers[i].stopping = 1;
-		pthread_mutex_unlock(&workers[i].mutex);
-		event_active(workers[i].wakeup_ev, EV_READ, 0);
-	}
+	for (i = 0; i < nworkers; i++)
+		worker_stop(&workers[i]);
 	for (i = 0; i < nworkers; i++) {
 		if ((rc = pthread_join(workers[i].thread, NULL)) != 0)
 			errx(1, "pthread_join: %s", strerror(rc));
@@ -870,7 +871,7 @@ main(int argc, char *argv[])
 	free(workers);
 	event_free(sigterm_ev);
 	event_free(sigint_ev);
-	event_base_free(base);
+	event_base_free(main_base);
 	libevent_global_shutdown();
 	return atomic_load(&exit_status);
 }
