@@ -5,7 +5,10 @@
 # For every source file and the Makefile of chapter N: a unified diff against
 # chapter N-1's copy; against the latest earlier chapter that has the file
 # when N-1 has none (said so above the diff); "new" when no chapter before
-# has it.  Files chapter N-1 had and chapter N drops are listed.  With
+# has it.  Files chapter N-1 had and chapter N drops are listed.  A chapter
+# told as a patch series (patches/) shows each patch under its lesson
+# instead, between "<!-- patch:begin NN -->" and "<!-- patch:end -->" (NN is
+# the patch's number), and its end section sums the change up.  With
 # --check, change nothing and fail if any README is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +63,13 @@ section() {
 	for n in "${notes[@]}"; do
 		echo "- $n"
 	done
-	if [[ -n $diffs ]]; then
+	if [[ -d $cur/patches ]]; then
+		echo
+		echo "Told as $(find "$cur/patches" -name '[0-9][0-9]-*.patch' | wc -l) patches, each shown above under its lesson. The whole"
+		echo "change (\`make diff FROM=$i TO=$((i + 1))\`) adds and removes, file by file:"
+		echo
+		diff_stat "$diffs"
+	elif [[ -n $diffs ]]; then
 		echo
 		echo '```diff'
 		printf '%s' "$diffs"
@@ -68,6 +77,54 @@ section() {
 	fi
 	echo
 	echo "$END"
+}
+
+# diff_stat DIFFS: one line a file: "- `file`: +ADDED -REMOVED".
+diff_stat() {
+	awk '/^\+\+\+ / { f = $2; sub(/^[^\/]*\//, "", f); order[++n] = f; next }
+		/^--- / { next }
+		/^\+/ { add[f]++ }
+		/^-/ { del[f]++ }
+		END {
+			for (i = 1; i <= n; i++)
+				printf "- `%s`: +%d -%d\n", order[i], add[order[i]], del[order[i]]
+		}' <<<"$1"
+}
+
+# patch_section PATCHFILE NN STEP: what goes between a patch's markers.
+patch_section() {
+	echo "<!-- patch:begin $2 -->"
+	echo
+	echo "\`patches/$(basename "$1")\`, generated; \`make diff STEP=$3 PATCH=$((10#$2))\` shows it too:"
+	echo
+	echo '```diff'
+	awk '/^--- a\// { p = 1 } p' "$1"
+	echo '```'
+	echo
+	echo "<!-- patch:end -->"
+}
+
+# fill_patches README CHAPTERDIR STEP: write every patch's section in place.
+fill_patches() {
+	local readme=$1 dir=$2 step=$3 p nn sec tmp
+	[[ -d $dir/patches ]] || return 0
+	for p in "$dir"/patches/[0-9][0-9]-*.patch; do
+		nn=$(basename "$p")
+		nn=${nn%%-*}
+		grep -q "^<!-- patch:begin $nn -->\$" "$readme" || {
+			echo "$dir/README.md: no '<!-- patch:begin $nn -->' for $(basename "$p")" >&2
+			return 1
+		}
+		sec=$(mktemp)
+		tmp=$(mktemp)
+		patch_section "$p" "$nn" "$step" >"$sec"
+		awk -v b="<!-- patch:begin $nn -->" -v e="<!-- patch:end -->" -v sec="$sec" '
+			$0 == b { while ((getline line < sec) > 0) print line; skip = 1; next }
+			skip && $0 == e { skip = 0; next }
+			!skip { print }' "$readme" >"$tmp"
+		mv "$tmp" "$readme"
+		rm -f "$sec"
+	done
 }
 
 check=0
@@ -91,6 +148,8 @@ for ((i = 1; i < ${#steps[@]}; i++)); do
 		$0 == e { skip = 0; next }
 		!skip { print }' "$readme" >"$tmp"
 	rm -f "$sec"
+	step=${steps[i]#step}
+	fill_patches "$tmp" "${steps[i]}" "${step%%-*}"
 	if cmp -s "$tmp" "$readme"; then
 		rm -f "$tmp"
 	elif ((check)); then
