@@ -23,6 +23,7 @@ setup_file() {
 	if [[ ! -x $ECHOCLIENT || $ROOT/test/echoclient.c -nt $ECHOCLIENT ]]; then
 		make -s -C "$ROOT" test/echoclient >&2
 	fi
+	refuse_reference_when_grading || return 1
 	local prog
 	for prog in "${ECHOSERVER:-}" "${WORKQUEUE_DEMO:-}"; do
 		[[ -z $prog || -x $prog ]] || {
@@ -30,7 +31,6 @@ setup_file() {
 			return 1
 		}
 	done
-	refuse_reference_when_grading
 }
 
 # With GRADING=1 (test/grade.sh sets it) every test must look at the
