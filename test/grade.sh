@@ -3,8 +3,8 @@
 # tests, and print a table of every test and a score.  (make grade STEP=N
 # DIR=path runs it.)
 #
-# DIR is built in a copy, from its sources: the programs and objects it may
-# hold are removed first, and DIR itself is never written.  Every test then
+# DIR is built in a copy (links followed), from its sources: the programs
+# and objects it may hold are removed first, and DIR itself is never written.  Every test then
 # runs against the copy: its echoserver, its workqueue_demo (chapters 2 to 4)
 # and its sources (SOURCE_DIR, for the compile-time checks).  Grading fails
 # closed: a part the chapter needs that DIR lacks is an error naming that
@@ -58,7 +58,7 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 copy=$work/${ref##*/}
-cp -R "$dir" "$copy" || die "cannot copy $dir"
+cp -RL "$dir" "$copy" || die "cannot copy $dir"
 # shellcheck disable=SC2086 # progs is a list of names
 (cd "$copy" && rm -rf $progs ./*.o strict-include)
 
