@@ -5,7 +5,7 @@ LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
 TOOLS := test/echoclient test/loadgen test/epoll_echo
 BATS_FLAGS ?=
-TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/docs.bats)
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/docs.bats test/grade.bats)
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
@@ -20,6 +20,9 @@ help:
 	@echo "make              build every chapter ($(STEPS))"
 	@echo "make run          build and run the final server ($(LAST)) on port $(ECHO_PORT)"
 	@echo "make test         run every chapter's tests; STEP=N for one chapter"
+	@echo "make grade STEP=N DIR=path   grade a student's chapter N in path:"
+	@echo "                  a table and a score; EXERCISES=1 adds the exercise"
+	@echo "                  checks, FORMAT=junit|tap OUT=dir writes a report"
 	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
 	@echo "make diff STEP=N PATCH=K   show patch K of chapter N's series"
 	@echo "make stage STEP=N N=K  build chapter N as it is after its patch K"
@@ -39,6 +42,11 @@ run: deps-run all
 
 test: deps-test all $(TOOLS)
 	bats $(BATS_FLAGS) $(TEST_FILES)
+
+# Grade a student's chapter: test/grade.sh says what it runs and leaves out.
+grade: deps-test test/echoclient
+	@test -n "$(STEP)" -a -n "$(DIR)" || { echo "usage: make grade STEP=N DIR=path/to/student/stepN"; exit 2; }
+	bash test/grade.sh '$(STEP)' '$(DIR)'
 
 test/%: test/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
@@ -95,5 +103,5 @@ deps: deps-check
 deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
-.PHONY: all help run test diff stage readme-diffs check bench clean deps stress \
+.PHONY: all help run test diff stage readme-diffs check bench clean deps stress grade \
 	have-build-deps deps-run deps-test deps-check

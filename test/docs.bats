@@ -1,5 +1,6 @@
 #!/usr/bin/env bats
 # The teaching layer: the chapters' diffs, copies and commands stay true.
+# bats file_tags=reference-only
 
 bats_load_library bats-support
 bats_load_library bats-assert

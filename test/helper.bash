@@ -25,12 +25,37 @@ setup_file() {
 	if [[ ! -x $ECHOCLIENT || $ROOT/test/echoclient.c -nt $ECHOCLIENT ]]; then
 		make -s -C "$ROOT" test/echoclient >&2
 	fi
+	refuse_reference_when_grading || return 1
 	local prog
 	for prog in "${ECHOSERVER:-}" "${WORKQUEUE_DEMO:-}"; do
 		[[ -z $prog || -x $prog ]] || {
 			echo "# $prog is not built: run make first" >&3
 			return 1
 		}
+	done
+}
+
+# With GRADING=1 (test/grade.sh sets it) every test must look at the
+# student's work: SOURCE_DIR must be given, and no program or directory may be
+# a chapter's own.  A chapter file defaults what it was not given to its own
+# chapter, so a part grading forgot shows up here as the reference's.
+refuse_reference_when_grading() {
+	[[ ${GRADING:-} == 1 ]] || return 0
+	[[ -n ${SOURCE_DIR:-} ]] || {
+		echo "# grading: SOURCE_DIR is not set: it must be the student's directory" >&3
+		return 1
+	}
+	local name real dir
+	for name in ECHOSERVER WORKQUEUE_DEMO SOURCE_DIR; do
+		[[ -n ${!name:-} ]] || continue
+		real=$(realpath -m -- "${!name}")
+		for dir in "$ROOT"/step*/; do
+			dir=$(realpath -- "$dir")
+			[[ $real != "$dir" && $real != "$dir"/* ]] || {
+				echo "# grading: $name=${!name} is the reference's $dir, not the student's" >&3
+				return 1
+			}
+		done
 	done
 }
 

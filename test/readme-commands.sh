@@ -13,7 +13,8 @@
 #                              an error on purpose);
 #   <!-- not run: REASON -->   the block is not run, for the reason given.
 # Other blocks (```console, ```text, ```diff, ```c, ```mermaid) illustrate.
-# Each README runs in a private network namespace (unshare -n), so port 5555
+# Each README runs in a private network namespace (unshare -n as root, or
+# unshare -rn in a user namespace of its own for a normal user), so port 5555
 # is always free there and nothing leaves the machine.
 set -uo pipefail
 
@@ -141,8 +142,27 @@ if [[ ${1:-} == --inside ]]; then
 	exit $status
 fi
 
-if ! unshare -n true 2>/dev/null; then
-	echo "readme-commands: needs a private network namespace (unshare -n, as root)" >&2
+# userns_refusal: why this kernel refuses a normal user a user namespace,
+# when a known setting says so.
+userns_refusal() {
+	local f=/proc/sys/kernel/unprivileged_userns_clone
+	[[ $(cat "$f" 2>/dev/null) != 0 ]] || { echo "$f is 0"; return; }
+	f=/proc/sys/user/max_user_namespaces
+	[[ $(cat "$f" 2>/dev/null) != 0 ]] || { echo "$f is 0"; return; }
+	f=/proc/sys/kernel/apparmor_restrict_unprivileged_userns
+	[[ $(cat "$f" 2>/dev/null) != 1 ]] || { echo "AppArmor restricts them ($f is 1)"; return; }
+	echo "no known setting says why (a container or seccomp may forbid unshare)"
+}
+
+# Root gets a network namespace alone; a normal user gets one inside a user
+# namespace of its own, where it is root (unshare -rn), if the kernel lets it.
+if unshare -n true 2>/dev/null; then
+	netns=(unshare -n)
+elif unshare -rn true 2>/dev/null; then
+	netns=(unshare -rn)
+else
+	echo "readme-commands: needs a private network namespace: unshare -n as root," \
+		"or unshare -rn as a normal user, which this kernel refuses: $(userns_refusal)" >&2
 	exit 77
 fi
 files=("$@")
@@ -155,6 +175,6 @@ for f in "${files[@]}"; do
 	mkdir -p "$copy"
 	git ls-files -co --exclude-standard -z |
 		tar --null -T - -cf - | tar -xf - -C "$copy"
-	unshare -n bash "$0" --inside "$f" "$copy" || status=1
+	"${netns[@]}" bash "$0" --inside "$f" "$copy" || status=1
 done
 exit $status

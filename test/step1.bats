@@ -89,6 +89,7 @@ check_default_port() {
 }
 
 # What is still wrong: everything runs on one thread, so one core at most.
+# bats test_tags=flaw
 @test "still wrong: under load from many clients the server runs one thread" {
 	start_server
 	client clients 50 4M >/dev/null &
@@ -102,15 +103,18 @@ check_default_port() {
 	wait "$load"
 }
 
+# bats test_tags=flaw
 @test "still wrong: out of descriptors, accepting spins at full CPU" {
 	check_accept_spins
 }
 
+# bats test_tags=flaw
 @test "still wrong: a restart right after a shutdown with a client connected fails: address in use" {
 	check_restart_fails
 }
 
 # Exercises (see step1-single-thread/README.md).
+# bats test_tags=exercise
 @test "exercise 2: with the ancestor's close-on-error back, a half-closed client loses its echo" {
 	exercise 2
 	start_server
@@ -121,6 +125,7 @@ check_default_port() {
 	assert_output --regexp "EOF after [0-9]+ of [0-9]+ bytes: [0-9]+ lost"
 }
 
+# bats test_tags=exercise
 @test "exercise 3: with -v the server logs how many bytes it echoed to each client" {
 	exercise 3
 	start_server -v

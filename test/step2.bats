@@ -5,24 +5,28 @@
 : "${WORKQUEUE_DEMO:=$BATS_TEST_DIRNAME/../step2-workqueue/workqueue_demo}"
 load helper
 
+# bats test_tags=needs-demo
 @test "every one of 1000 jobs runs exactly once on 4 workers" {
 	run "$WORKQUEUE_DEMO" -w 4 -j 1000
 	assert_success
 	assert_line "jobs run: 1000"
 }
 
+# bats test_tags=needs-demo
 @test "jobs run in parallel: 4 jobs that need each other all finish on 4 workers" {
 	run "$WORKQUEUE_DEMO" -w 4 -b
 	assert_success
 	assert_line "barrier: passed"
 }
 
+# bats test_tags=needs-demo
 @test "a job can add jobs: 500 jobs each adding one more run 1000 jobs" {
 	run "$WORKQUEUE_DEMO" -w 4 -j 500 -c
 	assert_success
 	assert_line "jobs run: 1000"
 }
 
+# bats test_tags=needs-demo
 @test "a count that is not a positive number is a usage error (exit 2)" {
 	local bad
 	for bad in "-w 0" "-w x" "-j -1" "-x" "-w 1001" "-w 1 extra" "-o -w 2" "-s -o" "-f 4 -w 4"; do
@@ -33,6 +37,7 @@ load helper
 	done
 }
 
+# bats test_tags=needs-demo
 @test "a count must be plain digits: a sign, a space, a suffix or nothing is a usage error (exit 2)" {
 	local bad
 	for bad in " 1" "+1" "-0" "1x" "" "0x10" "99999999999"; do
@@ -44,12 +49,14 @@ load helper
 
 # What is still wrong (F2): the shutdown broadcast wakes the idle workers, they
 # find no job, and the wait loop puts them back to sleep for good.
+# bats test_tags=flaw,needs-demo
 @test "still wrong: after shutdown all 4 idle workers are still alive" {
 	run "$WORKQUEUE_DEMO" -w 4 -j 1000
 	assert_success
 	assert_line "workers alive after shutdown: 4"
 }
 
+# bats test_tags=flaw,needs-demo
 @test "still wrong: no worker leaves, whatever the number of workers" {
 	for n in 1 2 8; do
 		run "$WORKQUEUE_DEMO" -w "$n" -j 100
@@ -60,6 +67,7 @@ load helper
 
 # F5: with both workers held in a job and 98 jobs queued, the shutdown forgets
 # the queue.  The two held jobs finish; the 98 never run.
+# bats test_tags=flaw,needs-demo
 @test "still wrong: a shutdown with 98 jobs queued drops them: 2 of 100 jobs run" {
 	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
 	assert_success
@@ -69,6 +77,7 @@ load helper
 
 # F10: job 1 holds the only worker while jobs 2..5 are queued; each new job is
 # pushed at the head, where the worker takes the next one.
+# bats test_tags=flaw,needs-demo
 @test "still wrong: queued jobs run newest first: 1 5 4 3 2" {
 	run "$WORKQUEUE_DEMO" -j 5 -o
 	assert_success
@@ -78,6 +87,7 @@ load helper
 # F17: with address space for two thread stacks only, the third
 # pthread_create() fails; workqueue_init() returns 1 and the two threads it
 # started run on, on a queue the caller has given up.
+# bats test_tags=flaw,needs-demo
 @test "still wrong: a failed workqueue_init leaves the 2 threads it started running" {
 	run "$WORKQUEUE_DEMO" -w 4 -f 2
 	assert_success
@@ -85,11 +95,13 @@ load helper
 }
 
 # Exercises (see step2-workqueue/README.md).
+# bats test_tags=exercise,needs-demo
 @test "exercise 1: with terminate checked in the wait loop, every worker leaves" {
 	exercise 1
 	check_workers_joined
 }
 
+# bats test_tags=exercise,needs-demo
 @test "exercise 2: a shutdown runs the jobs still queued: 100 of 100" {
 	exercise 2
 	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
@@ -97,6 +109,7 @@ load helper
 	assert_line "jobs run: 100"
 }
 
+# bats test_tags=exercise,needs-demo
 @test "exercise 3: queued jobs run oldest first: 1 2 3 4 5" {
 	exercise 3
 	run "$WORKQUEUE_DEMO" -j 5 -o
@@ -104,6 +117,7 @@ load helper
 	assert_line "order: 1 2 3 4 5"
 }
 
+# bats test_tags=exercise,needs-demo
 @test "exercise 4: a failed workqueue_init leaves no thread behind" {
 	exercise 4
 	run "$WORKQUEUE_DEMO" -w 4 -f 2

@@ -85,16 +85,19 @@ check_strict_headers_fail() {
 }
 
 # What is still wrong (a): a worker is busy for a connection's whole life.
+# bats test_tags=flaw
 @test "still wrong: with -t 2, a third client waits while two clients hold both workers" {
 	check_third_client_waits
 }
 
 # What is still wrong (b): the code reads struct bufferevent's fields.
+# bats test_tags=flaw,needs-source
 @test "still wrong: with libevent 2's public headers alone it does not compile" {
 	check_strict_headers_fail "$SOURCE_DIR"
 }
 
 # What is still wrong (c): the work queue is chapter 2's, shutdown and all.
+# bats test_tags=flaw,needs-demo
 @test "still wrong: the work queue's shutdown leaves all 4 idle workers alive" {
 	run "$WORKQUEUE_DEMO" -w 4 -j 1000
 	assert_success
@@ -102,11 +105,13 @@ check_strict_headers_fail() {
 	assert_line "workers alive after shutdown: 4"
 }
 
+# bats test_tags=flaw
 @test "still wrong: out of descriptors, accepting spins at full CPU" {
 	check_accept_spins -t 2
 }
 
 # F6: the signal handler calls what a signal handler must not.
+# bats test_tags=flaw,needs-source
 @test "still wrong: on SIGINT the signal handler makes calls that are not async-signal-safe (ThreadSanitizer)" {
 	local copy=$BATS_TEST_TMPDIR/tsan cc built=""
 	cp -r "$SOURCE_DIR" "$copy"
@@ -136,6 +141,7 @@ check_strict_headers_fail() {
 }
 
 # F7: after the accept loop, main() returns while workers run clients' loops.
+# bats test_tags=flaw
 @test "still wrong: on SIGINT a client owed megabytes of echo loses it: the server exits under its worker" {
 	start_server -t 2
 	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w start
@@ -167,6 +173,7 @@ check_strict_headers_fail() {
 
 # F9 with F8: the 10 s timeouts drop quiet clients, and that alone frees a
 # worker held by one.  One test, so that the 10 s are waited for once.
+# bats test_tags=flaw
 @test "still wrong: quiet clients are dropped after about 10 s, and only then does a waiting client get its echo" {
 	start_server -t 2
 	local t0 third reply rc=0 dropped served
@@ -201,6 +208,7 @@ check_strict_headers_fail() {
 }
 
 # F10: the queue is last in, first out.
+# bats test_tags=flaw
 @test "still wrong: with -t 1, clients waiting for the worker are served newest first" {
 	start_server -t 1 -v
 	hold_clients 1
@@ -223,11 +231,13 @@ check_strict_headers_fail() {
 }
 
 # F11: SO_REUSEADDR after bind(), as in chapter 1.
+# bats test_tags=flaw
 @test "still wrong: a restart right after a shutdown with a client connected fails: address in use" {
 	check_restart_fails -t 2
 }
 
 # F16: a base per connection costs descriptors, and libevent exits without them.
+# bats test_tags=flaw
 @test "still wrong: out of descriptors for a client's event base, libevent exits the whole server" {
 	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
 	start_server -t 2
@@ -247,6 +257,7 @@ check_strict_headers_fail() {
 }
 
 # Exercises (see step3-threaded-echo/README.md).
+# bats test_tags=exercise,needs-source
 @test "exercise 3: strict-headers no longer trips over struct bufferevent" {
 	exercise 3
 	run make -s -C "$SOURCE_DIR" strict-headers

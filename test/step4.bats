@@ -60,15 +60,18 @@ load helper
 }
 
 # Fix 1: the libevent 2 public API.
+# bats test_tags=needs-source
 @test "fixed: it compiles with libevent 2's public headers alone, and includes no other" {
 	check_public_headers "$SOURCE_DIR"
 }
 
 # Fixes 2, 3 and 4: the work queue.
+# bats test_tags=needs-demo
 @test "fixed: after shutdown no worker is left, and every job ran exactly once" {
 	check_workers_joined
 }
 
+# bats test_tags=needs-demo
 @test "fixed: a shutdown with 98 jobs still queued runs them all: 100 of 100" {
 	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
 	assert_success
@@ -77,6 +80,7 @@ load helper
 	assert_line "workers alive after shutdown: 0"
 }
 
+# bats test_tags=needs-demo
 @test "fixed: queued jobs run in arrival order: 1 2 3 4 5" {
 	run "$WORKQUEUE_DEMO" -j 5 -o
 	assert_success
@@ -84,6 +88,7 @@ load helper
 }
 
 # Chapter 2's queue, on the same flags, leaves the 2 threads running.
+# bats test_tags=needs-demo
 @test "fixed: a failed workqueue_init stops and joins the threads it started" {
 	run "$WORKQUEUE_DEMO" -w 4 -f 2
 	assert_success
@@ -129,15 +134,18 @@ load helper
 }
 
 # What is still wrong: the architecture is chapter 3's.
+# bats test_tags=flaw
 @test "still wrong: with -t 2, a third client waits while two clients hold both workers" {
 	check_third_client_waits
 }
 
+# bats test_tags=flaw
 @test "still wrong: out of descriptors, accepting spins at full CPU" {
 	check_accept_spins -t 2
 }
 
 # Exercises (see step4-shutdown-fixes/README.md).
+# bats test_tags=exercise
 @test "exercise 4: with -v the shutdown logs how many connections it drained" {
 	exercise 4
 	start_server -t 2 -v

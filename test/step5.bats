@@ -337,6 +337,7 @@ check_accept_pauses() {
 	check_ipv6
 }
 
+# bats test_tags=needs-source
 @test "it compiles with libevent 2's public headers alone, and includes no other" {
 	check_public_headers "$SOURCE_DIR"
 }
@@ -431,6 +432,7 @@ check_accept_pauses() {
 }
 
 # Exercises (see step5-per-thread-base/README.md).
+# bats test_tags=exercise
 @test "exercise 2: SIGUSR1 makes every worker log its connection count" {
 	exercise 2
 	start_server -t 2
