@@ -3,10 +3,12 @@
  *
  * The main thread's event loop accepts connections.  Each connection gets an
  * event base of its own, and a job on the work queue runs that base's loop
- * on a worker thread for as long as the connection lives.  The names, the
- * structure and the flaws are the original's (each marked FLAW); the echo is
- * chapter 1's.  SIGINT or SIGTERM reaches sighandler(), which stops the
- * accept loop, and main() returns 0 with the workers still running.
+ * on a worker thread for as long as the connection lives.  The names and the
+ * structure are the original's, with its readers' fixes and ours, on
+ * libevent 2's public API; the flaws left are marked FLAW.  SIGINT or
+ * SIGTERM reaches sighandler() as an event and stops the accept loop; every
+ * connection echoes what it owes and closes lingering on its own thread, all
+ * by one deadline; the workers are joined and runServer() returns 0.
  */
 
 #include <sys/types.h>
@@ -137,22 +139,9 @@ closeClient(client_t *client)
 		bufferevent_disable(client->buf_ev, EV_READ | EV_WRITE);
 	close(client->fd);
 	client->fd = -1;
-	if (event_base_loopexit(client->evbase, NULL) == -1)
+	if (client->evbase != NULL &&
+	    event_base_loopexit(client->evbase, NULL) == -1)
 		logx("%s: event_base_loopexit failed", client->peer);
-}
-
-/* Close a client's connection and free everything that belongs to it. */
-static void
-closeAndFreeClient(client_t *client)
-{
-	closeClient(client);
-	if (client->buf_ev != NULL)
-		bufferevent_free(client->buf_ev);
-	if (client->evbase != NULL)
-		event_base_free(client->evbase);
-	if (client->output_buffer != NULL)
-		evbuffer_free(client->output_buffer);
-	free(client);
 }
 
 /* Lingering: throw away what the client still sends, until its EOF. */
@@ -211,6 +200,20 @@ client_finish(client_t *client, int eof)
 	client->closing = 1;
 	bufferevent_disable(bev, EV_READ);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+}
+
+/* Close a client's connection and free everything that belongs to it. */
+static void
+closeAndFreeClient(client_t *client)
+{
+	closeClient(client);
+	if (client->buf_ev != NULL)
+		bufferevent_free(client->buf_ev);
+	if (client->evbase != NULL)
+		event_base_free(client->evbase);
+	if (client->output_buffer != NULL)
+		evbuffer_free(client->output_buffer);
+	free(client);
 }
 
 /* Echo what arrived; stop reading if the client does not read its echo. */
@@ -474,8 +477,7 @@ killServer(void)
 {
 	if (verbose)
 		logx("Stopping socket listener event loop.");
-	/* loopexit() allocates and may fail; loopbreak() cannot, but is rude.
-	 */
+	/* loopexit() allocates, so it may fail; loopbreak() cannot. */
 	if (event_base_loopexit(evbase_accept, NULL) == -1 &&
 	    event_base_loopbreak(evbase_accept) == -1)
 		logx("Error shutting down server");
