@@ -1,13 +1,14 @@
 /*
- * echoserver: a multi-threaded libevent echo server, the 2012 design fixed.
+ * echoserver: the 2012 article's multi-threaded echo server, rebuilt.
  *
  * The main thread's event loop accepts connections.  Each connection gets an
  * event base of its own, and a job on the work queue runs that base's loop
- * on a worker thread for as long as the connection lives.  It uses only
- * libevent 2's public API.  SIGINT or SIGTERM stops accepting; every
- * connection echoes what its client sent and closes lingering on its own
- * thread, all within one deadline; the workers are joined, everything is
- * freed and the process exits 0.
+ * on a worker thread for as long as the connection lives.  The names and the
+ * structure are the original's, with its readers' fixes and ours, on
+ * libevent 2's public API; the flaws left are marked FLAW.  SIGINT or
+ * SIGTERM reaches sighandler() as an event and stops the accept loop; every
+ * connection echoes what it owes and closes lingering on its own thread, all
+ * by one deadline; the workers are joined and runServer() returns 0.
  */
 
 #include <sys/types.h>
@@ -35,9 +36,14 @@
 
 #include "workqueue.h"
 
-#define DEFAULT_ADDR   "127.0.0.1"
-#define DEFAULT_PORT   "5555"
+#define SERVER_ADDR    "127.0.0.1"
+#define SERVER_PORT    "5555"
 #define LISTEN_BACKLOG 4096
+#define NUM_THREADS    8 /* if the number of online CPUs is unknown */
+
+/* A client that sends nothing, or reads nothing, for this long is dropped. */
+#define SOCKET_READ_TIMEOUT_SECONDS  10
+#define SOCKET_WRITE_TIMEOUT_SECONDS 10
 
 /*
  * Backpressure: stop reading from a client once HIGH_WATER bytes of its echo
@@ -56,32 +62,35 @@
 #define DRAIN_QUIET_MS 50
 #define DRAIN_SECONDS  1
 
-/* One connected client, and the job that runs its event loop. */
-struct client {
-	struct job job;
-	TAILQ_ENTRY(client) entry;
+/* One connected client, with the event base that only its worker runs. */
+typedef struct client {
 	int fd;
 	struct event_base *evbase;
-	struct bufferevent *bev;
+	struct bufferevent *buf_ev;
+	struct evbuffer *output_buffer;
 	int closing;   /* reading no more: finish once the echo is sent */
 	int eof;       /* the client sent EOF: nothing more will come */
 	int draining;  /* shutting down: finish once the client is quiet */
 	int lingering; /* our side is shut: discard until the client's EOF */
 	char peer[64]; /* "addr:port", for -v */
-};
+	TAILQ_ENTRY(client) entry;
+} client_t;
 
-TAILQ_HEAD(client_list, client);
+/* The accept loop's base, and the queue the connections' jobs go to. */
+static struct event_base *evbase_accept;
+static workqueue_t workqueue;
+static struct addrinfo *listen_ai;
+static const char *listen_addr = SERVER_ADDR, *listen_port = SERVER_PORT;
+static int numThreads;
+static int verbose;
 
 /*
  * Every live client, so that the main thread can stop them all.  A client's
  * job takes it off the list before freeing its base: while the main thread
  * holds clients_mutex, every base on the list is valid.
  */
-static struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
+static TAILQ_HEAD(, client) clients = TAILQ_HEAD_INITIALIZER(clients);
 static pthread_mutex_t clients_mutex = PTHREAD_MUTEX_INITIALIZER;
-
-static struct workqueue workqueue;
-static int verbose;
 
 /* When the drain ends, on CLOCK_MONOTONIC; set before any drain starts. */
 static struct timespec drain_deadline;
@@ -102,20 +111,50 @@ logx(const char *fmt, ...)
 	funlockfile(stderr);
 }
 
+/* Make a socket non-blocking: no call on it may make the loop wait. */
+static int
+setnonblock(int fd)
+{
+	int flags;
+
+	if ((flags = fcntl(fd, F_GETFL)) == -1)
+		return -1;
+	return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
 /*
- * Close a client's connection and stop its loop, which may still hold the
- * drain timer; server_job_function() frees the rest.
+ * Close a client's connection.  With its bufferevent disabled the client's
+ * base has no events left, so the worker's event_base_dispatch() returns;
+ * the loop is told to stop too, since the drain's deadline is a timer that
+ * would keep it running.  (Should that fail, the deadline still ends it.)
  */
 static void
-client_close(struct client *c)
+closeClient(client_t *client)
 {
+	if (client->fd < 0)
+		return;
 	if (verbose)
-		logx("%s: closed", c->peer);
-	bufferevent_free(c->bev);
-	c->bev = NULL;
-	close(c->fd);
-	event_base_loopexit(c->evbase, NULL);
+		logx("%s: closed", client->peer);
+	if (client->buf_ev != NULL)
+		bufferevent_disable(client->buf_ev, EV_READ | EV_WRITE);
+	close(client->fd);
+	client->fd = -1;
+	if (client->evbase != NULL &&
+	    event_base_loopexit(client->evbase, NULL) == -1)
+		logx("%s: event_base_loopexit failed", client->peer);
 }
+
+/* Lingering: throw away what the client still sends, until its EOF. */
+static void
+lingering_on_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *input = bufferevent_get_input(bev);
+
+	(void)arg;
+	evbuffer_drain(input, evbuffer_get_length(input));
+}
+
+static void buffered_on_error(struct bufferevent *bev, short what, void *arg);
 
 /*
  * Close lingering: we will send nothing more, so say so with a FIN, and read
@@ -124,13 +163,15 @@ client_close(struct client *c)
  * reset throws away the echo still on its way to the client.
  */
 static void
-client_linger(struct client *c)
+client_linger(client_t *client)
 {
-	c->lingering = 1;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	if (shutdown(c->fd, SHUT_WR) == -1 ||
-	    bufferevent_enable(c->bev, EV_READ) == -1)
-		client_close(c);
+	client->lingering = 1;
+	bufferevent_setcb(client->buf_ev, lingering_on_read, NULL,
+			  buffered_on_error, client);
+	if (bufferevent_set_timeouts(client->buf_ev, NULL, NULL) == -1 ||
+	    shutdown(client->fd, SHUT_WR) == -1 ||
+	    bufferevent_enable(client->buf_ev, EV_READ) == -1)
+		closeClient(client);
 }
 
 /*
@@ -138,92 +179,123 @@ client_linger(struct client *c)
  * its EOF, else lingering, since it may still send.
  */
 static void
-client_finish(struct client *c, int eof)
+client_finish(client_t *client, int eof)
 {
-	struct evbuffer *output = bufferevent_get_output(c->bev);
+	struct bufferevent *bev = client->buf_ev;
 
 	/* What arrived with the EOF or before the timeout is owed too. */
-	evbuffer_add_buffer(output, bufferevent_get_input(c->bev));
-	c->eof = eof;
-	if (evbuffer_get_length(output) == 0) {
-		if (eof)
-			client_close(c);
-		else
-			client_linger(c);
+	if (bufferevent_write_buffer(bev, bufferevent_get_input(bev)) == -1) {
+		logx("%s: cannot queue the echo", client->peer);
+		closeClient(client);
 		return;
 	}
-	c->closing = 1;
-	bufferevent_disable(c->bev, EV_READ);
-	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	client->eof = eof;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		if (eof)
+			closeClient(client);
+		else
+			client_linger(client);
+		return;
+	}
+	client->closing = 1;
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+}
+
+/* Close a client's connection and free everything that belongs to it. */
+static void
+closeAndFreeClient(client_t *client)
+{
+	closeClient(client);
+	if (client->buf_ev != NULL)
+		bufferevent_free(client->buf_ev);
+	if (client->evbase != NULL)
+		event_base_free(client->evbase);
+	if (client->output_buffer != NULL)
+		evbuffer_free(client->output_buffer);
+	free(client);
 }
 
 /* Echo what arrived; stop reading if the client does not read its echo. */
 static void
-echo_read_cb(struct bufferevent *bev, void *arg)
+buffered_on_read(struct bufferevent *bev, void *arg)
 {
-	struct client *c = arg;
+	client_t *client = arg;
 	struct evbuffer *input = bufferevent_get_input(bev);
-	struct evbuffer *output = bufferevent_get_output(bev);
+	char data[4096];
+	int nbytes;
 
-	if (c->lingering) {
-		evbuffer_drain(input, evbuffer_get_length(input));
+	/*
+	 * The copy through a buffer of our own is the original's, on purpose:
+	 * it shows real reads and writes where one call would move the data.
+	 */
+	while (evbuffer_get_length(input) > 0) {
+		nbytes = evbuffer_remove(input, data, sizeof(data));
+		if (nbytes == -1 ||
+		    evbuffer_add(client->output_buffer, data, nbytes) == -1) {
+			logx("%s: cannot copy the echo", client->peer);
+			closeClient(client);
+			return;
+		}
+	}
+	if (bufferevent_write_buffer(bev, client->output_buffer) == -1) {
+		logx("%s: cannot queue the echo", client->peer);
+		closeClient(client);
 		return;
 	}
-	/* Moves the data without copying it. */
-	if (evbuffer_add_buffer(output, input) == -1) {
-		logx("%s: evbuffer_add_buffer failed", c->peer);
-		client_close(c);
-		return;
-	}
-	if (evbuffer_get_length(output) >= HIGH_WATER)
+	if (evbuffer_get_length(bufferevent_get_output(bev)) >= HIGH_WATER)
 		bufferevent_disable(bev, EV_READ);
 }
 
 /* The echo drained below the write watermark: resume reading, or close. */
 static void
-echo_write_cb(struct bufferevent *bev, void *arg)
+buffered_on_write(struct bufferevent *bev, void *arg)
 {
-	struct client *c = arg;
+	client_t *client = arg;
 
-	if (c->closing) {
+	if (client->closing) {
 		/* The watermark is 0 now, so everything has been sent. */
-		c->closing = 0;
-		if (c->eof)
-			client_close(c);
+		client->closing = 0;
+		if (client->eof)
+			closeClient(client);
 		else
-			client_linger(c);
+			client_linger(client);
 		return;
 	}
 	if ((bufferevent_get_enabled(bev) & EV_READ) == 0 &&
 	    bufferevent_enable(bev, EV_READ) == -1)
-		client_close(c);
+		closeClient(client);
 }
 
 /*
  * EOF: flush what the client is owed, then close.  Shutting down, a quiet
- * client is finished the same way, but lingering.  An error closes at once.
+ * client is finished the same way, but lingering.  An error, a lingering
+ * client's EOF or a timeout closes at once.
  */
 static void
-echo_event_cb(struct bufferevent *bev, short what, void *arg)
+buffered_on_error(struct bufferevent *bev, short what, void *arg)
 {
-	struct client *c = arg;
+	client_t *client = arg;
 
 	(void)bev;
-	if ((what & BEV_EVENT_EOF) && !c->lingering) {
+	if ((what & BEV_EVENT_EOF) && !client->lingering) {
 		/*
 		 * A half-close is not a hang-up: the client may still be
 		 * reading.  Echo the rest and close only when it is sent.
 		 */
-		client_finish(c, 1);
+		client_finish(client, 1);
 		return;
 	}
-	if (c->draining && (what & BEV_EVENT_TIMEOUT) && !c->lingering) {
-		client_finish(c, 0);
+	if (client->draining && (what & BEV_EVENT_TIMEOUT) &&
+	    !client->lingering) {
+		client_finish(client, 0);
 		return;
 	}
 	if (verbose && (what & BEV_EVENT_ERROR))
-		logx("%s: %s", c->peer, strerror(errno));
-	client_close(c);
+		logx("%s: %s", client->peer, strerror(errno));
+	else if (verbose && (what & BEV_EVENT_TIMEOUT))
+		logx("%s: timed out", client->peer);
+	closeClient(client);
 }
 
 /*
@@ -233,16 +305,16 @@ echo_event_cb(struct bufferevent *bev, short what, void *arg)
  * open then is closed at once.
  */
 static void
-client_drain_cb(evutil_socket_t fd, short what, void *arg)
+client_drain_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct client *c = arg;
+	client_t *client = arg;
 	struct timeval quiet = {0, DRAIN_QUIET_MS * 1000};
 	struct timeval left = {0, 0};
 	struct timespec now;
 	long ns;
 
 	(void)fd;
-	(void)what;
+	(void)ev;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ns = (drain_deadline.tv_sec - now.tv_sec) * 1000000000L +
 	     (drain_deadline.tv_nsec - now.tv_nsec);
@@ -250,17 +322,17 @@ client_drain_cb(evutil_socket_t fd, short what, void *arg)
 		left.tv_sec = ns / 1000000000L;
 		left.tv_usec = ns % 1000000000L / 1000;
 	}
-	if (event_base_loopexit(c->evbase, &left) == -1) {
+	if (event_base_loopexit(client->evbase, &left) == -1) {
 		/* Without the deadline the drain could last for ever. */
-		logx("%s: event_base_loopexit failed", c->peer);
-		if (c->bev != NULL)
-			client_close(c);
+		logx("%s: event_base_loopexit failed", client->peer);
+		closeClient(client);
 		return;
 	}
-	if (c->bev == NULL || c->closing || c->lingering)
+	if (client->fd < 0 || client->closing || client->lingering)
 		return;
-	c->draining = 1;
-	bufferevent_set_timeouts(c->bev, &quiet, NULL);
+	client->draining = 1;
+	if (bufferevent_set_timeouts(client->buf_ev, &quiet, NULL) == -1)
+		closeClient(client);
 }
 
 /* Format a socket address as "addr:port", or "[addr]:port" for IPv6. */
@@ -280,164 +352,209 @@ format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
 		snprintf(buf, size, "%s:%s", host, serv);
 }
 
-/* A worker thread runs this job: the connection's loop, until it closes. */
+/*
+ * A worker runs this job: the client's event loop, for as long as the client
+ * has events; then it frees the client and the job.
+ */
 static void
 server_job_function(struct job *job)
 {
-	struct client *c = job->user_data;
+	client_t *client = job->user_data;
 
-	if (event_base_dispatch(c->evbase) == -1)
-		logx("%s: event_base_dispatch failed", c->peer);
-	/* The loop may have stopped at the drain's deadline, the client open.
+	/*
+	 * FLAW (fixed in step 5): F8, the worker is busy until this one client
+	 * leaves: T workers serve T clients, and the next ones wait.
 	 */
-	if (c->bev != NULL)
-		client_close(c);
+	if (event_base_dispatch(client->evbase) == -1)
+		logx("%s: event_base_dispatch failed", client->peer);
+	/* Off the list before its base goes: see clients_mutex. */
 	pthread_mutex_lock(&clients_mutex);
-	TAILQ_REMOVE(&clients, c, entry);
+	TAILQ_REMOVE(&clients, client, entry);
 	pthread_mutex_unlock(&clients_mutex);
-	event_base_free(c->evbase);
-	free(c);
+	closeAndFreeClient(client);
+	free(job);
 }
 
 /* A client is waiting: accept it, give it a base and queue its job. */
 static void
-accept_cb(evutil_socket_t fd, short what, void *arg)
+on_accept(evutil_socket_t fd, short ev, void *arg)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	struct client *c;
-	int cfd;
+	workqueue_t *workqueue = arg;
+	struct timeval read_timeout = {SOCKET_READ_TIMEOUT_SECONDS, 0};
+	struct timeval write_timeout = {SOCKET_WRITE_TIMEOUT_SECONDS, 0};
+	struct sockaddr_storage client_addr;
+	socklen_t client_len = sizeof(client_addr);
+	client_t *client;
+	job_t *job;
+	int client_fd;
 
-	(void)what;
-	(void)arg;
-	if ((cfd = accept(fd, (struct sockaddr *)&ss, &len)) == -1) {
+	(void)ev;
+	client_fd = accept(fd, (struct sockaddr *)&client_addr, &client_len);
+	if (client_fd == -1) {
+		/*
+		 * FLAW (fixed in step 5): out of descriptors (EMFILE) the
+		 * client stays in the backlog, the socket stays readable, and
+		 * the loop calls on_accept() again at once, forever.
+		 */
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 		    errno != ECONNABORTED)
 			logx("accept: %s", strerror(errno));
 		return;
 	}
-	if (fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK) == -1) {
-		logx("fcntl: %s", strerror(errno));
-		close(cfd);
+	if (setnonblock(client_fd) == -1) {
+		logx("setnonblock: %s", strerror(errno));
+		close(client_fd);
 		return;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
+	if ((client = calloc(1, sizeof(*client))) == NULL) {
 		logx("calloc: %s", strerror(errno));
-		close(cfd);
+		close(client_fd);
 		return;
 	}
-	if ((c->evbase = event_base_new()) == NULL) {
-		logx("event_base_new failed");
-		close(cfd);
-		free(c);
+	client->fd = client_fd;
+	format_addr((struct sockaddr *)&client_addr, client_len, client->peer,
+		    sizeof(client->peer));
+	if ((client->output_buffer = evbuffer_new()) == NULL) {
+		logx("evbuffer_new failed");
+		closeAndFreeClient(client);
 		return;
 	}
-	c->fd = cfd;
-	format_addr((struct sockaddr *)&ss, len, c->peer, sizeof(c->peer));
-	if ((c->bev = bufferevent_socket_new(c->evbase, cfd, 0)) == NULL) {
-		logx("bufferevent_socket_new failed");
-		event_base_free(c->evbase);
-		close(cfd);
-		free(c);
-		return;
-	}
-	bufferevent_setcb(c->bev, echo_read_cb, echo_write_cb, echo_event_cb,
-			  c);
-	bufferevent_setwatermark(c->bev, EV_WRITE, LOW_WATER, 0);
-	if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) == -1) {
-		logx("bufferevent_enable failed");
-		bufferevent_free(c->bev);
-		event_base_free(c->evbase);
-		close(cfd);
-		free(c);
-		return;
-	}
-	if (verbose)
-		logx("%s: connected", c->peer);
 	/*
-	 * From here on only the worker that runs the job touches the client.
-	 * If every worker is busy with a connection, the job waits.
+	 * FLAW (fixed in step 5): F16, a base per connection costs an epoll
+	 * descriptor and a socketpair; out of descriptors, libevent does not
+	 * return NULL here but exits the whole process.
 	 */
-	c->job.job_function = server_job_function;
-	c->job.user_data = c;
-	pthread_mutex_lock(&clients_mutex);
-	TAILQ_INSERT_TAIL(&clients, c, entry);
-	pthread_mutex_unlock(&clients_mutex);
-	workqueue_add_job(&workqueue, &c->job);
-}
-
-/* SIGINT or SIGTERM: leave the event loop so that main() can clean up. */
-static void
-signal_cb(evutil_socket_t sig, short what, void *arg)
-{
-	struct event_base *base = arg;
-
-	(void)what;
+	if ((client->evbase = event_base_new()) == NULL) {
+		logx("event_base_new failed");
+		closeAndFreeClient(client);
+		return;
+	}
+	/* Made on the client's base: libevent 2 has no default base to move. */
+	client->buf_ev = bufferevent_socket_new(client->evbase, client_fd, 0);
+	if (client->buf_ev == NULL) {
+		logx("bufferevent_socket_new failed");
+		closeAndFreeClient(client);
+		return;
+	}
+	bufferevent_setcb(client->buf_ev, buffered_on_read, buffered_on_write,
+			  buffered_on_error, client);
+	bufferevent_setwatermark(client->buf_ev, EV_WRITE, LOW_WATER, 0);
+	/*
+	 * FLAW (fixed in step 5): F9, a client quiet for 10 s is dropped,
+	 * however well it behaves; it is also all that frees a worker from an
+	 * idle client.
+	 */
+	if (bufferevent_set_timeouts(client->buf_ev, &read_timeout,
+				     &write_timeout) == -1 ||
+	    bufferevent_enable(client->buf_ev, EV_READ) == -1) {
+		logx("%s: cannot watch the connection", client->peer);
+		closeAndFreeClient(client);
+		return;
+	}
 	if (verbose)
-		logx("caught signal %d, exiting", (int)sig);
-	event_base_loopexit(base, NULL);
+		logx("%s: connected", client->peer);
+
+	/*
+	 * From here on only the worker that runs the job touches the client:
+	 * the queue's mutex hands it over.
+	 */
+	if ((job = malloc(sizeof(*job))) == NULL) {
+		logx("malloc: %s", strerror(errno));
+		closeAndFreeClient(client);
+		return;
+	}
+	job->job_function = server_job_function;
+	job->user_data = client;
+	pthread_mutex_lock(&clients_mutex);
+	TAILQ_INSERT_TAIL(&clients, client, entry);
+	pthread_mutex_unlock(&clients_mutex);
+	workqueue_add_job(workqueue, job);
 }
 
-/* Parse a thread count in 1..1024; return -1 if it is not one. */
-static int
-parse_threads(const char *s)
+/* Stop the accept loop; any thread may call it. */
+static void
+killServer(void)
 {
-	char *end;
-	long n;
-
-	/* Digits only: strtol() would also take " 7", "+7" and "-0". */
-	if (*s == '\0' || s[strspn(s, "0123456789")] != '\0')
-		return -1;
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (*end != '\0' || errno != 0 || n < 1 || n > 1024)
-		return -1;
-	return (int)n;
+	if (verbose)
+		logx("Stopping socket listener event loop.");
+	/* loopexit() allocates, so it may fail; loopbreak() cannot. */
+	if (event_base_loopexit(evbase_accept, NULL) == -1 &&
+	    event_base_loopbreak(evbase_accept) == -1)
+		logx("Error shutting down server");
 }
 
-/* Parse a port number in 0..65535; return -1 if it is not one. */
-static int
-parse_port(const char *s)
+/*
+ * SIGINT or SIGTERM: shut the server down.  libevent delivers the signal as
+ * an event on the accept loop, so this is an ordinary callback, free to call
+ * anything, and not a signal handler.
+ */
+static void
+sighandler(evutil_socket_t signal, short ev, void *arg)
 {
-	char *end;
-	long n;
-
-	/* Digits only: strtol() would also take " 7", "+7" and "-0". */
-	if (*s == '\0' || s[strspn(s, "0123456789")] != '\0')
-		return -1;
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (*end != '\0' || errno != 0 || n < 0 || n > 65535)
-		return -1;
-	return (int)n;
+	(void)ev;
+	(void)arg;
+	if (verbose)
+		logx("Received signal %d: %s.  Shutting down.", (int)signal,
+		     strsignal((int)signal));
+	killServer();
 }
 
-/* Open a non-blocking listening socket on ai and print where it listens. */
+/* Parse a number of digits only in 0..max; return -1 if it is not one. */
+static long
+parse_number(const char *s, long max)
+{
+	long n = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		n = n * 10 + (*s - '0');
+		if (n > max)
+			return -1;
+	}
+	return n;
+}
+
+/* Open the listening socket on ai; exit 1 with the reason if it fails. */
 static int
 listen_on(const struct addrinfo *ai, const char *addr, const char *port)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	char where[128];
-	int fd, on = 1;
+	int fd, reuseaddr_on = 1;
 
 	if ((fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol)) ==
 	    -1)
 		err(1, "socket");
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+	/*
+	 * Before bind(), the only call it matters to: a restart may then bind
+	 * while the last run's connections are still closing on this port.
+	 */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr_on,
+		       sizeof(reuseaddr_on)) == -1)
 		err(1, "setsockopt SO_REUSEADDR");
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1)
 		err(1, "cannot listen on %s port %s", addr, port);
 	if (listen(fd, LISTEN_BACKLOG) == -1)
 		err(1, "listen");
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
-		err(1, "fcntl");
+	if (setnonblock(fd) == -1)
+		err(1, "setnonblock");
+	return fd;
+}
+
+/* Print the one line a caller waits for, with the port really bound. */
+static void
+print_listening(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char where[128];
+
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
 		err(1, "getsockname");
 	format_addr((struct sockaddr *)&ss, len, where, sizeof(where));
 	printf("listening on %s\n", where);
 	fflush(stdout);
-	return fd;
 }
 
 /* Print the usage, with the defaults, to stderr. */
@@ -449,45 +566,42 @@ usage(void)
 		"  -a addr     address to listen on (default %s; IPv6 works)\n"
 		"  -p port     port to listen on, 0 for a free one\n"
 		"              (default %s)\n"
-		"  -t threads  worker threads (default: the online CPUs, %ld)\n"
+		"  -t threads  worker threads, 1..1024 (default: the online\n"
+		"              CPUs, %d)\n"
 		"  -v          log connections and disconnections to stderr\n"
 		"  -h          show this help\n",
-		DEFAULT_ADDR, DEFAULT_PORT, sysconf(_SC_NPROCESSORS_ONLN));
+		SERVER_ADDR, SERVER_PORT, numThreads);
 }
 
-/* Parse the options, listen, run the loop until a signal, free everything. */
-int
-main(int argc, char *argv[])
+/* Parse the options and resolve the address; exit 2 on a usage error. */
+static void
+parse_options(int argc, char *argv[], const char **addr, const char **port)
 {
-	struct addrinfo hints, *ai;
-	struct event_base *base;
-	struct event *listen_ev, *sigint_ev, *sigterm_ev;
-	struct timeval bound = {DRAIN_SECONDS, 0};
-	struct client *c;
-	const char *addr = DEFAULT_ADDR, *port = DEFAULT_PORT;
-	int ch, fd, rc, nthreads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	struct addrinfo hints;
+	int ch, rc;
 
 	while ((ch = getopt(argc, argv, "a:hp:t:v")) != -1) {
 		switch (ch) {
 		case 'a':
-			addr = optarg;
+			*addr = optarg;
 			break;
 		case 'h':
 			usage();
-			return 0;
+			exit(0);
 		case 'p':
-			port = optarg;
-			if (parse_port(port) == -1) {
-				warnx("invalid port: %s", port);
+			*port = optarg;
+			if (parse_number(optarg, 65535) == -1) {
+				warnx("invalid port: '%s'", optarg);
 				usage();
-				return 2;
+				exit(2);
 			}
 			break;
 		case 't':
-			if ((nthreads = parse_threads(optarg)) == -1) {
-				warnx("invalid thread count: %s", optarg);
+			if ((numThreads = (int)parse_number(optarg, 1024)) <
+			    1) {
+				warnx("invalid thread count: '%s'", optarg);
 				usage();
-				return 2;
+				exit(2);
 			}
 			break;
 		case 'v':
@@ -495,57 +609,66 @@ main(int argc, char *argv[])
 			break;
 		default:
 			usage();
-			return 2;
+			exit(2);
 		}
 	}
 	if (optind != argc) {
 		warnx("unexpected argument: %s", argv[optind]);
 		usage();
-		return 2;
+		exit(2);
 	}
-
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0) {
-		warnx("invalid address %s: %s", addr, gai_strerror(rc));
+	if ((rc = getaddrinfo(*addr, *port, &hints, &listen_ai)) != 0) {
+		warnx("invalid address %s: %s", *addr, gai_strerror(rc));
 		usage();
-		return 2;
+		exit(2);
 	}
+}
+
+/*
+ * Listen, start the workers and run the accept loop until killServer() ends
+ * it; then free what the main thread owns and return 0.
+ */
+static int
+runServer(void)
+{
+	struct event *ev_accept, *ev_sigint, *ev_sigterm;
+	struct timeval bound = {DRAIN_SECONDS, 0};
+	client_t *client;
+	int listen_fd;
 
 	/* A client that vanishes must cost a write error, not the process. */
 	signal(SIGPIPE, SIG_IGN);
 
 	/*
-	 * Before any base exists: the main thread will reach into the
-	 * connections' bases at shutdown, and that needs locks.
+	 * Before any base exists: killServer() stops the accept loop from
+	 * whichever thread it runs in, which needs the bases' locks.
 	 */
 	if (evthread_use_pthreads() == -1)
 		errx(1, "evthread_use_pthreads failed");
-	if ((base = event_base_new()) == NULL)
+	if ((evbase_accept = event_base_new()) == NULL)
 		errx(1, "event_base_new failed");
-	if (nthreads < 1)
-		nthreads = 1;
-	if ((rc = workqueue_init(&workqueue, nthreads)) != 0)
-		errx(1, "workqueue_init: %s", strerror(rc));
-	/* Signals first: once the ready line is out, SIGINT must be caught. */
-	sigint_ev = evsignal_new(base, SIGINT, signal_cb, base);
-	sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, base);
-	if (sigint_ev == NULL || sigterm_ev == NULL)
-		errx(1, "evsignal_new failed");
-	if (event_add(sigint_ev, NULL) == -1 ||
-	    event_add(sigterm_ev, NULL) == -1)
-		errx(1, "event_add failed");
-	fd = listen_on(ai, addr, port);
-	freeaddrinfo(ai);
-	listen_ev = event_new(base, fd, EV_READ | EV_PERSIST, accept_cb, base);
-	if (listen_ev == NULL)
-		errx(1, "event_new failed");
-	if (event_add(listen_ev, NULL) == -1)
-		errx(1, "event_add failed");
+	/* Before the ready line: once it is out, SIGINT must be caught. */
+	ev_sigint = evsignal_new(evbase_accept, SIGINT, sighandler, NULL);
+	ev_sigterm = evsignal_new(evbase_accept, SIGTERM, sighandler, NULL);
+	if (ev_sigint == NULL || ev_sigterm == NULL ||
+	    event_add(ev_sigint, NULL) == -1 ||
+	    event_add(ev_sigterm, NULL) == -1)
+		errx(1, "cannot catch SIGINT and SIGTERM");
+	listen_fd = listen_on(listen_ai, listen_addr, listen_port);
+	freeaddrinfo(listen_ai);
+	if (workqueue_init(&workqueue, numThreads) != 0)
+		errx(1, "workqueue_init failed");
+	ev_accept = event_new(evbase_accept, listen_fd, EV_READ | EV_PERSIST,
+			      on_accept, &workqueue);
+	if (ev_accept == NULL || event_add(ev_accept, NULL) == -1)
+		errx(1, "cannot watch the listening socket");
+	print_listening(listen_fd);
 
-	if (event_base_dispatch(base) == -1)
+	if (event_base_dispatch(evbase_accept) == -1)
 		errx(1, "event_base_dispatch failed");
 
 	/*
@@ -553,24 +676,40 @@ main(int argc, char *argv[])
 	 * deadline.  A connection the drain cannot reach is stopped at the
 	 * deadline; one that cannot be stopped would keep us here for good.
 	 */
-	event_free(listen_ev);
-	close(fd);
+	event_free(ev_accept);
+	close(listen_fd);
 	clock_gettime(CLOCK_MONOTONIC, &drain_deadline);
 	drain_deadline.tv_sec += DRAIN_SECONDS;
 	pthread_mutex_lock(&clients_mutex);
-	TAILQ_FOREACH(c, &clients, entry) {
-		if (event_base_once(c->evbase, -1, EV_TIMEOUT, client_drain_cb,
-				    c, NULL) == -1 &&
-		    event_base_loopexit(c->evbase, &bound) == -1)
-			errx(1, "%s: cannot stop the connection", c->peer);
+	TAILQ_FOREACH(client, &clients, entry) {
+		if (event_base_once(client->evbase, -1, EV_TIMEOUT,
+				    client_drain_cb, client, NULL) == -1 &&
+		    event_base_loopexit(client->evbase, &bound) == -1)
+			errx(1, "%s: cannot stop the connection", client->peer);
 	}
 	pthread_mutex_unlock(&clients_mutex);
 
-	/* Runs the jobs still queued, then joins every worker. */
+	/*
+	 * The workers may still be inside their clients' loops: wait for
+	 * every job before freeing what they use, libevent's globals last.
+	 */
+	if (verbose)
+		logx("Stopping workers.");
 	workqueue_shutdown(&workqueue);
-	event_free(sigterm_ev);
-	event_free(sigint_ev);
-	event_base_free(base);
+	event_free(ev_sigterm);
+	event_free(ev_sigint);
+	event_base_free(evbase_accept);
 	libevent_global_shutdown();
 	return 0;
+}
+
+/* Parse the options, then run the server until a signal. */
+int
+main(int argc, char *argv[])
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	numThreads = cpus >= 1 && cpus <= 1024 ? (int)cpus : NUM_THREADS;
+	parse_options(argc, argv, &listen_addr, &listen_port);
+	return runServer();
 }

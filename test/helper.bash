@@ -345,6 +345,45 @@ check_restart_fails() {
 	assert_output --partial "Address already in use"
 }
 
+# build_tsan DIR: build DIR's echoserver with ThreadSanitizer in a copy of
+# DIR (clang, else gcc) and set TSAN_SERVER to it and TSAN_CC to the
+# compiler; skip the test if neither can build one here.
+build_tsan() {
+	local copy=$BATS_TEST_TMPDIR/tsan cc
+	cp -r "$1" "$copy"
+	for cc in clang gcc; do
+		make -s -C "$copy" clean >/dev/null
+		if make -s -C "$copy" CC="$cc" CFLAGS='-O1 -g -fsanitize=thread' \
+			echoserver >"$BATS_TEST_TMPDIR/build.log" 2>&1; then
+			TSAN_SERVER=$copy/echoserver
+			TSAN_CC=$cc
+			return 0
+		fi
+	done
+	skip "ThreadSanitizer cannot build here: $(tail -1 "$BATS_TEST_TMPDIR/build.log")"
+}
+
+# Flaw F16, chapters 3 and 4: a base per connection costs descriptors (an
+# epoll descriptor, a pipe or socketpair), and libevent exits the process
+# when it cannot make them.  The test leaves the running server one free
+# descriptor (prlimit): accept() takes it, and event_base_new() finds none.
+check_base_exits() {
+	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
+	start_server -t 2
+	local free=0 fd
+	while [[ -e /proc/$SERVER_PID/fd/$free ]]; do
+		free=$((free + 1))
+	done
+	prlimit --pid "$SERVER_PID" --nofile="$((free + 1)):"
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	wait_exit "$SERVER_PID" 5 || fail "the server is still running"
+	exec {fd}>&-
+	run cat "$SERVER_ERR"
+	echo "# exit status $STATUS: $(grep -m1 socketpair "$SERVER_ERR")" >&3
+	assert_equal "$STATUS" 1
+	assert_output --partial "socketpair: Too many open files"
+}
+
 # --- Several clients at once ----------------------------------------------
 
 # hold_clients N: open N connections and check each gets an echo while the

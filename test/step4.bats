@@ -59,13 +59,13 @@ load helper
 	check_served_at_once 4
 }
 
-# Fix 1: the libevent 2 public API.
+# Fix 1 (F1): the libevent 2 public API.
 # bats test_tags=needs-source
 @test "fixed: it compiles with libevent 2's public headers alone, and includes no other" {
 	check_public_headers "$SOURCE_DIR"
 }
 
-# Fixes 2, 3 and 4: the work queue.
+# Fixes 2, 3 and 4 (F2, F3, F4, F5, F17): the work queue.
 # bats test_tags=needs-demo
 @test "fixed: after shutdown no worker is left, and every job ran exactly once" {
 	check_workers_joined
@@ -80,13 +80,6 @@ load helper
 	assert_line "workers alive after shutdown: 0"
 }
 
-# bats test_tags=needs-demo
-@test "fixed: queued jobs run in arrival order: 1 2 3 4 5" {
-	run "$WORKQUEUE_DEMO" -j 5 -o
-	assert_success
-	assert_line "order: 1 2 3 4 5"
-}
-
 # Chapter 2's queue, on the same flags, leaves the 2 threads running.
 # bats test_tags=needs-demo
 @test "fixed: a failed workqueue_init stops and joins the threads it started" {
@@ -95,17 +88,97 @@ load helper
 	assert_line "workers alive after failed init: 0"
 }
 
-# Fix 5: every connection's loop is stopped.
+# Fix 4, the server's side (F7): main waits for every connection's job.
+@test "fixed: on SIGTERM a client that has not read megabytes of echo still gets all of it, then EOF" {
+	check_shutdown_owed TERM
+}
+
+# Fix 5 (F6): signals arrive as libevent events, not in a signal handler.
+# Chapter 3's build of this test reports "signal-unsafe call inside of a
+# signal"; this one must report nothing at all.  ThreadSanitizer makes the
+# server several times slower: 30 s bounds an exit the drain ends in 1 s.
+# bats test_tags=needs-source
+@test "fixed: on SIGINT with two clients connected, a ThreadSanitizer build reports nothing and exits 0" {
+	build_tsan "$SOURCE_DIR"
+	local real=$ECHOSERVER fd
+	ECHOSERVER=$TSAN_SERVER
+	if ! TSAN_OPTIONS="exitcode=66 suppressions=$ROOT/test/tsan.supp" start_server -t 2; then
+		grep -q 'FATAL: ThreadSanitizer' "$SERVER_ERR" &&
+			skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
+		fail "the ThreadSanitizer build did not start: $(cat "$SERVER_ERR")"
+	fi
+	ECHOSERVER=$real
+	hold_clients 2
+	kill -INT "$SERVER_PID"
+	wait_exit "$SERVER_PID" 30
+	run cat "$SERVER_ERR"
+	refute_output --partial "ThreadSanitizer"
+	assert_equal "$STATUS" 0
+	for fd in "${HELD[@]}"; do
+		expect_eof "$fd"
+	done
+	release_clients
+	echo "# built with $TSAN_CC" >&3
+}
+
+# Fix 6 (F11): SO_REUSEADDR before bind().  Chapter 3 fails this restart
+# with "Address already in use" (its test "still wrong: a restart right
+# after a shutdown with a client connected fails").  The client keeps its
+# end open, so the server's end of the old connection is still closing.
+@test "fixed: a restart right after a shutdown with a client connected listens on the same port and echoes" {
+	start_server -t 2
+	local fd reply port=$PORT
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'connected\n' >&"$fd"
+	IFS= read -r -t 5 reply <&"$fd" || fail "no echo before the shutdown"
+	kill -INT "$SERVER_PID"
+	# the drain waits for the quiet client until its 1 s deadline
+	wait_exit "$SERVER_PID" $((DRAIN_SECONDS + 5))
+	assert_equal "$STATUS" 0
+	start_server -p "$port" -t 2 || fail "the restart failed: $(cat "$SERVER_ERR")"
+	assert_equal "$PORT" "$port"
+	run roundtrip "restarted"
+	assert_output "restarted"
+	exec {fd}>&-
+}
+
+# Fix 7 (F10): arrival order.
+# bats test_tags=needs-demo
+@test "fixed: queued jobs run in arrival order: 1 2 3 4 5" {
+	run "$WORKQUEUE_DEMO" -j 5 -o
+	assert_success
+	assert_line "order: 1 2 3 4 5"
+}
+
+# Chapter 3's server serves the newer client first.
+@test "fixed: with -t 1, clients waiting for the worker are served oldest first" {
+	start_server -t 1 -v
+	hold_clients 1
+	local older newer reply
+	exec {older}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'older\n' >&"$older"
+	wait_for_lines "$SERVER_ERR" ': connected$' 2
+	exec {newer}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'newer\n' >&"$newer"
+	# on_accept() logs "connected" just before it queues the job
+	wait_for_lines "$SERVER_ERR" ': connected$' 3
+	release_clients
+	IFS= read -r -t 5 reply <&"$older" || fail "the older client was not served first"
+	assert_equal "$reply" "older"
+	expect_no_echo "$newer" 1
+	exec {older}>&-
+	IFS= read -r -t 5 reply <&"$newer" || fail "the newer client was never served"
+	assert_equal "$reply" "newer"
+	exec {newer}>&-
+}
+
+# Fix 8 (F5 at the server): the drain, its lingering close, one deadline.
 @test "fixed: on SIGINT two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
 	check_shutdown INT 2
 }
 
 @test "fixed: on SIGTERM two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
 	check_shutdown TERM 2
-}
-
-@test "fixed: on SIGTERM a client that has not read megabytes of echo still gets all of it, then EOF" {
-	check_shutdown_owed TERM
 }
 
 @test "fixed: on SIGINT with no client the server exits 0 within 2 s" {
@@ -120,7 +193,6 @@ load helper
 	check_quick_signals 20 1
 }
 
-# Closing without loss, and one deadline for the whole shutdown.
 @test "fixed: on SIGTERM clients that half-closed and never read cannot keep the server past the drain's deadline" {
 	check_shutdown_stuck_readers
 }
@@ -133,7 +205,7 @@ load helper
 	check_shutdown_chatty
 }
 
-# What is still wrong: the architecture is chapter 3's.
+# What is still wrong (F8, F15, F16): the architecture is chapter 3's.
 # bats test_tags=flaw
 @test "still wrong: with -t 2, a third client waits while two clients hold both workers" {
 	check_third_client_waits
@@ -142,6 +214,31 @@ load helper
 # bats test_tags=flaw
 @test "still wrong: out of descriptors, accepting spins at full CPU" {
 	check_accept_spins -t 2
+}
+
+# bats test_tags=flaw
+@test "still wrong: out of descriptors for a client's event base, libevent exits the whole server" {
+	check_base_exits
+}
+
+# F9: chapter 3's 10 s timeouts, kept until chapter 5 replaces them with -i.
+# It costs the 10 s it measures.
+# bats test_tags=flaw
+@test "still wrong: a client quiet for 10 s is dropped, however well it behaves" {
+	start_server -t 2
+	local t0 reply rc=0 dropped
+	hold_clients 1
+	t0=$(now)
+	IFS= read -r -t 20 reply <&"${HELD[0]}" || rc=$?
+	dropped=$(awk -v s="$t0" -v n="$(now)" 'BEGIN { printf "%.2f", n - s }')
+	release_clients
+	((rc == 1)) && [[ -z $reply ]] ||
+		fail "expected EOF on the quiet client, got '$reply' (read status $rc)"
+	echo "# the quiet client was dropped after ${dropped}s" >&3
+	# Its last byte came just before t0 (t0 is taken after its echo), so
+	# the drop comes a little under 10 s after t0; the upper bound leaves
+	# 3 s for a busy 2-core machine.
+	(($(awk -v d="$dropped" 'BEGIN { print (d >= 9.5 && d <= 13) }')))
 }
 
 # Exercises (see step4-shutdown-fixes/README.md).
