@@ -726,17 +726,17 @@ check_accept_spins() {
 	ticks=$(getconf CLK_TCK)
 	t0=$(server_cpu_ticks)
 	start=$(now)
-	used=0
-	while ((10 * used < 3 * ticks)); do
-		(($(awk -v s="$start" -v n="$(now)" 'BEGIN { print (n - s < 3) }'))) ||
-			break
-		sleep 0.05
-		used=$(($(server_cpu_ticks) - t0))
-	done
+	wait_until 3 _cpu_used "$t0" $((3 * ticks / 10)) || true
+	used=$(($(server_cpu_ticks) - t0))
 	echo "# out of descriptors, the server used" \
 		"$(awk -v u="$used" -v t="$ticks" 'BEGIN { printf "%.2f", u / t }') s of CPU" \
 		"in $(awk -v s="$start" -v n="$(now)" 'BEGIN { printf "%.2f", n - s }') s" >&3
 	exec {fd}>&-
 	((10 * used >= 3 * ticks))
+}
+
+# The server has used at least $2 clock ticks of CPU since it had used $1.
+_cpu_used() {
+	(($(server_cpu_ticks) - $1 >= $2))
 }
 

@@ -113,19 +113,9 @@ check_strict_headers_fail() {
 # F6: the signal handler calls what a signal handler must not.
 # bats test_tags=flaw,needs-source
 @test "still wrong: on SIGINT the signal handler makes calls that are not async-signal-safe (ThreadSanitizer)" {
-	local copy=$BATS_TEST_TMPDIR/tsan cc built=""
-	cp -r "$SOURCE_DIR" "$copy"
-	for cc in clang gcc; do
-		make -s -C "$copy" clean >/dev/null
-		if make -s -C "$copy" CC="$cc" CFLAGS='-O1 -g -fsanitize=thread' \
-			echoserver >"$BATS_TEST_TMPDIR/build.log" 2>&1; then
-			built=$cc
-			break
-		fi
-	done
-	[[ -n $built ]] || skip "ThreadSanitizer cannot build here: $(tail -1 "$BATS_TEST_TMPDIR/build.log")"
+	build_tsan "$SOURCE_DIR"
 	local real=$ECHOSERVER
-	ECHOSERVER=$copy/echoserver
+	ECHOSERVER=$TSAN_SERVER
 	TSAN_OPTIONS="exitcode=0" start_server -t 2 ||
 		skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
 	ECHOSERVER=$real
@@ -137,23 +127,19 @@ check_strict_headers_fail() {
 	run cat "$SERVER_ERR"
 	assert_output --partial "WARNING: ThreadSanitizer: signal-unsafe call inside of a signal"
 	assert_output --regexp "sighandler|killServer|event_base_once"
-	echo "# built with $built" >&3
+	echo "# built with $TSAN_CC" >&3
 }
 
 # F7: after the accept loop, main() returns while workers run clients' loops.
 # bats test_tags=flaw
 @test "still wrong: on SIGINT a client owed megabytes of echo loses it: the server exits under its worker" {
 	start_server -t 2
-	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w start
+	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w
 	mkfifo "$fifo"
 	client -T 10000 hold 64M <"$fifo" >"$out" 2>&1 3>&- &
 	local holder=$!
 	exec {w}>"$fifo"
-	start=$SECONDS
-	until grep -q '^sent unread' "$out"; do
-		((SECONDS - start <= 10)) || fail "the client never stalled"
-		sleep 0.02
-	done
+	wait_for_lines "$out" '^sent unread' 1 10
 	# The client starts reading as the signal goes out (as in chapter 4's
 	# test that it gets everything); main() returns within milliseconds,
 	# ending the worker that was still sending the client megabytes.
@@ -239,21 +225,7 @@ check_strict_headers_fail() {
 # F16: a base per connection costs descriptors, and libevent exits without them.
 # bats test_tags=flaw
 @test "still wrong: out of descriptors for a client's event base, libevent exits the whole server" {
-	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
-	start_server -t 2
-	local free=0 fd
-	while [[ -e /proc/$SERVER_PID/fd/$free ]]; do
-		free=$((free + 1))
-	done
-	# one descriptor left: accept() gets it, event_base_new() needs more
-	prlimit --pid "$SERVER_PID" --nofile="$((free + 1)):"
-	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-	wait_exit "$SERVER_PID" 5 || fail "the server is still running"
-	exec {fd}>&-
-	run cat "$SERVER_ERR"
-	echo "# exit status $STATUS: $(grep -m1 socketpair "$SERVER_ERR")" >&3
-	assert_equal "$STATUS" 1
-	assert_output --partial "socketpair: Too many open files"
+	check_base_exits
 }
 
 # Exercises (see step3-threaded-echo/README.md).
