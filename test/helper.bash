@@ -597,12 +597,15 @@ check_shutdown_owed() {
 # The drain's deadline: DRAIN_SECONDS in chapters 4 and 5.
 DRAIN_SECONDS=1
 
-# exit_within_deadline T0 GONE: the server exited 0, and by the drain's
-# deadline after T0 plus a margin.  The margin (1.5 s) is for a busy 2-core
+# term_by_deadline: SIGTERM the server; it exits 0 by the drain's deadline
+# plus a margin.  The margin (1.5 s) is for a busy 2-core
 # machine; a server without the deadline never exits, and chapter 4 before
 # it had one deadline took a second per queued connection.
-exit_within_deadline() {
-	local t0=$1 gone=$2 total
+term_by_deadline() {
+	local t0 gone=$BATS_TEST_TMPDIR/gone total
+	t0=$(now)
+	kill -TERM "$SERVER_PID"
+	watch_exit "$SERVER_PID" "$gone"
 	wait_exit "$SERVER_PID" $((DRAIN_SECONDS + 5)) ||
 		fail "the server was still running $((DRAIN_SECONDS + 5)) s after the signal"
 	((STATUS == 0)) || cat "$SERVER_ERR" >&2
@@ -631,11 +634,7 @@ check_shutdown_stuck_readers() {
 	for ((i = 0; i < ${#BG_PIDS[@]}; i++)); do
 		wait_for_lines "$BATS_TEST_TMPDIR/stuck$i.out" '^sent unread' 1 20
 	done
-	local t0 gone=$BATS_TEST_TMPDIR/gone
-	t0=$(now)
-	kill -TERM "$SERVER_PID"
-	watch_exit "$SERVER_PID" "$gone"
-	exit_within_deadline "$t0" "$gone"
+	term_by_deadline
 	stop_background
 	exec {w}>&-
 }
@@ -683,11 +682,7 @@ check_shutdown_chatty() {
 		exec {fd}>&-
 	done
 	wait_for_lines "$SERVER_ERR" 'connected$' 3
-	local t0 gone=$BATS_TEST_TMPDIR/gone
-	t0=$(now)
-	kill -TERM "$SERVER_PID"
-	watch_exit "$SERVER_PID" "$gone"
-	exit_within_deadline "$t0" "$gone"
+	term_by_deadline
 	stop_background
 }
 
