@@ -241,27 +241,20 @@ load helper
 	(($(awk -v d="$dropped" 'BEGIN { print (d >= 9.5 && d <= 13) }')))
 }
 
-# Exercises (see step4-shutdown-fixes/README.md).  Exercises 1, 2, 3, 5 and
-# 6 break the chapter on purpose: each check asserts the symptom of the
-# mistake, so it fails on the chapter's code and passes once it is made.
+# Exercises (see step4-shutdown-fixes/README.md).  All but exercise 4 break
+# the chapter on purpose: each check asserts the symptom of the mistake, so it
+# fails on the chapter's code and passes once the mistake is made.
 
-# A base made before evthread_use_pthreads() has no lock and no way to be
-# woken: the drain the main thread queues on it waits in its loop until the
-# client's next event.  The correct chapter sends the idle client EOF by the
-# drain's deadline (1 s; 2.5 s on a busy machine): 4 s is beyond that and well
-# short of the 10 s timeout that would wake the loop too.
-# bats test_tags=exercise
-@test "exercise 1: with evthread_use_pthreads() called after the bases are made, SIGTERM does not reach an idle client: no EOF, the server still runs 4 s later" {
+# The author's first fix leaves the wait loop with jobs_mutex held: the other
+# workers, woken by the broadcast, wait for the mutex for ever, and the
+# shutdown waits to join them.  The chapter's demo ends in milliseconds; 5 s
+# is a wide margin for a busy machine.
+# bats test_tags=exercise,needs-demo
+@test "exercise 1: with the author's first fix in the wait loop, the shutdown never returns: a worker left holding jobs_mutex" {
 	exercise 1
-	start_server -t 2
-	hold_clients 1
-	kill -TERM "$SERVER_PID"
-	expect_no_echo "${HELD[0]}" 4
-	assert server_alive
-	# the client's EOF wakes its loop, which then finds the drain
-	release_clients
-	wait_exit "$SERVER_PID" 5
-	assert_equal "$STATUS" 0
+	run timeout 5 "$WORKQUEUE_DEMO" -w 4 -j 100
+	assert_equal "$status" 124
+	refute_line --partial "workers alive after shutdown"
 }
 
 # Without evthread_use_pthreads() the bases have no locks: the main thread's
@@ -362,6 +355,25 @@ load helper
 	expect_no_echo "$queued" 4
 	assert server_alive
 	exec {queued}>&-
+	release_clients
+	wait_exit "$SERVER_PID" 5
+	assert_equal "$STATUS" 0
+}
+
+# A base made before evthread_use_pthreads() has no lock and no way to be
+# woken: the drain the main thread queues on it waits in its loop until the
+# client's next event.  The correct chapter sends the idle client EOF by the
+# drain's deadline (1 s; 2.5 s on a busy machine): 4 s is beyond that and well
+# short of the 10 s timeout that would wake the loop too.
+# bats test_tags=exercise
+@test "exercise 7: with evthread_use_pthreads() called after the bases are made, SIGTERM does not reach an idle client: no EOF, the server still runs 4 s later" {
+	exercise 7
+	start_server -t 2
+	hold_clients 1
+	kill -TERM "$SERVER_PID"
+	expect_no_echo "${HELD[0]}" 4
+	assert server_alive
+	# the client's EOF wakes its loop, which then finds the drain
 	release_clients
 	wait_exit "$SERVER_PID" 5
 	assert_equal "$STATUS" 0
