@@ -288,8 +288,8 @@ check_strict_headers_fail() {
 	exercise 2
 	start_server -t 64
 	assert_equal "$(server_threads)" 1
-	local fds=() fd i
-	for i in 1 2 3; do
+	local fds=() fd
+	while ((${#fds[@]} < 3)); do
 		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
 		fds+=("$fd")
 	done

@@ -254,7 +254,7 @@ load helper
 	exercise 1
 	run timeout 5 "$WORKQUEUE_DEMO" -w 4 -j 100
 	assert_equal "$status" 124
-	refute_line --partial "workers alive after shutdown"
+	refute_output --partial "workers alive after shutdown"
 }
 
 # Without evthread_use_pthreads() the bases have no locks: the main thread's
