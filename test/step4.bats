@@ -7,6 +7,22 @@
 : "${SOURCE_DIR:=$BATS_TEST_DIRNAME/../step4-shutdown-fixes}"
 load helper
 
+# start_tsan_server EXITCODE ARGS...: build SOURCE_DIR's server with
+# ThreadSanitizer and start it with ARGS; a report makes it exit EXITCODE.
+# Skip the test if such a build cannot run here.
+start_tsan_server() {
+	local code=$1 real=$ECHOSERVER
+	shift
+	build_tsan "$SOURCE_DIR"
+	ECHOSERVER=$TSAN_SERVER
+	if ! TSAN_OPTIONS="exitcode=$code suppressions=$ROOT/test/tsan.supp" start_server "$@"; then
+		grep -q 'FATAL: ThreadSanitizer' "$SERVER_ERR" &&
+			skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
+		fail "the ThreadSanitizer build did not start: $(cat "$SERVER_ERR")"
+	fi
+	ECHOSERVER=$real
+}
+
 @test "text a client sends comes back unchanged" {
 	check_text_echo
 }
@@ -99,15 +115,8 @@ load helper
 # server several times slower: 30 s bounds an exit the drain ends in 1 s.
 # bats test_tags=needs-source
 @test "fixed: on SIGINT with two clients connected, a ThreadSanitizer build reports nothing and exits 0" {
-	build_tsan "$SOURCE_DIR"
-	local real=$ECHOSERVER fd
-	ECHOSERVER=$TSAN_SERVER
-	if ! TSAN_OPTIONS="exitcode=66 suppressions=$ROOT/test/tsan.supp" start_server -t 2; then
-		grep -q 'FATAL: ThreadSanitizer' "$SERVER_ERR" &&
-			skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
-		fail "the ThreadSanitizer build did not start: $(cat "$SERVER_ERR")"
-	fi
-	ECHOSERVER=$real
+	local fd
+	start_tsan_server 66 -t 2
 	hold_clients 2
 	kill -INT "$SERVER_PID"
 	wait_exit "$SERVER_PID" 30
@@ -263,15 +272,7 @@ load helper
 # bats test_tags=exercise,needs-source
 @test "exercise 2: without evthread_use_pthreads(), ThreadSanitizer reports a data race when the main thread stops the connections" {
 	exercise 2
-	build_tsan "$SOURCE_DIR"
-	local real=$ECHOSERVER
-	ECHOSERVER=$TSAN_SERVER
-	if ! TSAN_OPTIONS="exitcode=0 suppressions=$ROOT/test/tsan.supp" start_server -t 2 -v; then
-		grep -q 'FATAL: ThreadSanitizer' "$SERVER_ERR" &&
-			skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
-		fail "the ThreadSanitizer build did not start: $(cat "$SERVER_ERR")"
-	fi
-	ECHOSERVER=$real
+	start_tsan_server 0 -t 2 -v
 	hold_clients 2
 	kill -INT "$SERVER_PID"
 	# "Stopping workers." follows the drain's event_base_once() calls
