@@ -5,7 +5,7 @@ LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
 TOOLS := test/echoclient test/loadgen test/epoll_echo
 BATS_FLAGS ?=
-TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/docs.bats test/grade.bats test/patches.bats)
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/docs.bats test/grade.bats test/patches.bats test/solutions.bats)
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \

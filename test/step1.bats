@@ -115,6 +115,23 @@ check_default_port() {
 
 # Exercises (see step1-single-thread/README.md).
 # bats test_tags=exercise
+@test "exercise 1: with HIGH_WATER at 512 MiB, a client that never reads makes the server take all 128 MiB" {
+	exercise 1
+	start_server
+	run client noread 128M
+	assert_success
+	assert_line "ok: 1 connection, 134217728 bytes each, all echoed"
+	local peak
+	peak=$(server_peak_kb)
+	echo "# ${lines[0]}; the server's peak RSS: $peak KiB" >&3
+	# The chapter's watermark stops the server at 256 KiB plus what the
+	# kernels buffer, a few MiB; without it the server takes everything
+	# the client sends, and holds what the client's kernel cannot.
+	assert_line "sent unread: 134217728"
+	((peak >= 64 * 1024))
+}
+
+# bats test_tags=exercise
 @test "exercise 2: with the ancestor's close-on-error back, a half-closed client loses its echo" {
 	exercise 2
 	start_server

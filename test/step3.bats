@@ -229,6 +229,54 @@ check_strict_headers_fail() {
 }
 
 # Exercises (see step3-threaded-echo/README.md).
+# With -t 1 a second client waits while the first holds the worker: the
+# test holds it for 1 s after the second was accepted (its "connected" line).
+# bats test_tags=exercise
+@test "exercise 1: with -v the server logs how long each client waited for a worker: over a second behind a client that held the only one" {
+	exercise 1
+	start_server -t 1 -v
+	hold_clients 1
+	local second reply waits
+	exec {second}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'second\n' >&"$second"
+	wait_for_lines "$SERVER_ERR" ': connected$' 2
+	expect_no_echo "$second" 1
+	release_clients
+	IFS= read -r -t 5 reply <&"$second" || fail "the second client was never served"
+	assert_equal "$reply" "second"
+	exec {second}>&-
+	# a worker logs the wait before it runs the client's loop, so before
+	# the echo the test has read
+	waits=$(sed -nE 's/.*waited ([0-9.]+) s for a worker.*/\1/p' "$SERVER_ERR" | tr '\n' ' ')
+	echo "# waits logged: ${waits:-none}" >&3
+	# the first was served at once, the second after the 1 s hold
+	(($(awk -v w="$waits" 'BEGIN { print (split(w, a, " ") == 2 && a[1] < a[2] && a[2] >= 0.95) }')))
+}
+
+# The chapter starts all -t threads with the server; a pool that starts a
+# worker only for a job that finds none idle shows what a connection costs.
+# bats test_tags=exercise
+@test "exercise 2: with -t 64 each connection takes a thread of its own: 1 thread with no client, 4 with 3 clients that send nothing" {
+	exercise 2
+	start_server -t 64
+	assert_equal "$(server_threads)" 1
+	local fds=() fd
+	while ((${#fds[@]} < 3)); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+	done
+	wait_until 5 _server_threads_are 4 ||
+		fail "$(server_threads) threads, not 4, with 3 clients connected"
+	assert_equal "$(server_threads)" 4
+	for fd in "${fds[@]}"; do
+		exec {fd}>&-
+	done
+}
+
+_server_threads_are() {
+	(($(server_threads) == $1))
+}
+
 # bats test_tags=exercise,needs-source
 @test "exercise 3: strict-headers no longer trips over struct bufferevent" {
 	exercise 3

@@ -7,6 +7,22 @@
 : "${SOURCE_DIR:=$BATS_TEST_DIRNAME/../step4-shutdown-fixes}"
 load helper
 
+# start_tsan_server EXITCODE ARGS...: build SOURCE_DIR's server with
+# ThreadSanitizer and start it with ARGS; a report makes it exit EXITCODE.
+# Skip the test if such a build cannot run here.
+start_tsan_server() {
+	local code=$1 real=$ECHOSERVER
+	shift
+	build_tsan "$SOURCE_DIR"
+	ECHOSERVER=$TSAN_SERVER
+	if ! TSAN_OPTIONS="exitcode=$code suppressions=$ROOT/test/tsan.supp" start_server "$@"; then
+		grep -q 'FATAL: ThreadSanitizer' "$SERVER_ERR" &&
+			skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
+		fail "the ThreadSanitizer build did not start: $(cat "$SERVER_ERR")"
+	fi
+	ECHOSERVER=$real
+}
+
 @test "text a client sends comes back unchanged" {
 	check_text_echo
 }
@@ -99,15 +115,8 @@ load helper
 # server several times slower: 30 s bounds an exit the drain ends in 1 s.
 # bats test_tags=needs-source
 @test "fixed: on SIGINT with two clients connected, a ThreadSanitizer build reports nothing and exits 0" {
-	build_tsan "$SOURCE_DIR"
-	local real=$ECHOSERVER fd
-	ECHOSERVER=$TSAN_SERVER
-	if ! TSAN_OPTIONS="exitcode=66 suppressions=$ROOT/test/tsan.supp" start_server -t 2; then
-		grep -q 'FATAL: ThreadSanitizer' "$SERVER_ERR" &&
-			skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
-		fail "the ThreadSanitizer build did not start: $(cat "$SERVER_ERR")"
-	fi
-	ECHOSERVER=$real
+	local fd
+	start_tsan_server 66 -t 2
 	hold_clients 2
 	kill -INT "$SERVER_PID"
 	wait_exit "$SERVER_PID" 30
@@ -241,7 +250,65 @@ load helper
 	(($(awk -v d="$dropped" 'BEGIN { print (d >= 9.5 && d <= 13) }')))
 }
 
-# Exercises (see step4-shutdown-fixes/README.md).
+# Exercises (see step4-shutdown-fixes/README.md).  All but exercise 4 break
+# the chapter on purpose: each check asserts the symptom of the mistake, so it
+# fails on the chapter's code and passes once the mistake is made.
+
+# The author's first fix leaves the wait loop with jobs_mutex held: the other
+# workers, woken by the broadcast, wait for the mutex for ever, and the
+# shutdown waits to join them.  The chapter's demo ends in milliseconds; 5 s
+# is a wide margin for a busy machine.
+# bats test_tags=exercise,needs-demo
+@test "exercise 1: with the author's first fix in the wait loop, the shutdown never returns: a worker left holding jobs_mutex" {
+	exercise 1
+	run timeout 5 "$WORKQUEUE_DEMO" -w 4 -j 100
+	assert_equal "$status" 124
+	refute_output --partial "workers alive after shutdown"
+}
+
+# Without evthread_use_pthreads() the bases have no locks: the main thread's
+# event_base_once() writes a base its worker reads.  The clients' EOF wakes
+# their loops, which nothing else would before the 10 s timeout.
+# bats test_tags=exercise,needs-source
+@test "exercise 2: without evthread_use_pthreads(), ThreadSanitizer reports a data race when the main thread stops the connections" {
+	exercise 2
+	start_tsan_server 0 -t 2 -v
+	hold_clients 2
+	kill -INT "$SERVER_PID"
+	# "Stopping workers." follows the drain's event_base_once() calls
+	wait_for_lines "$SERVER_ERR" 'Stopping workers' 1 10
+	release_clients
+	# ThreadSanitizer makes the server several times slower
+	wait_exit "$SERVER_PID" 30
+	run cat "$SERVER_ERR"
+	assert_output --partial "WARNING: ThreadSanitizer: data race"
+	echo "# built with $TSAN_CC" >&3
+}
+
+# The client has sent 64 MiB and read none; backpressure has left part of it
+# in the server's socket.  Finished at once, the connection discards what
+# it has not read yet; drained, it reads it and echoes it.
+# bats test_tags=exercise
+@test "exercise 3: without the quiet period, a client owed megabytes at SIGTERM loses the bytes the server had not read: EOF before all its echo" {
+	exercise 3
+	start_server -t 2
+	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w
+	mkfifo "$fifo"
+	client -T 10000 hold 64M <"$fifo" >"$out" 2>&1 3>&- &
+	local holder=$!
+	BG_PIDS+=("$holder")
+	exec {w}>"$fifo"
+	wait_for_lines "$out" '^sent unread' 1 10
+	kill -TERM "$SERVER_PID"
+	printf 'go\n' >&"$w"
+	exec {w}>&-
+	wait_exit "$holder" 10 || fail "the client did not finish"
+	run cat "$out"
+	echo "# ${output//$'\n'/; }" >&3
+	assert_equal "$STATUS" 1
+	assert_output --regexp "EOF after [0-9]+ of [0-9]+ bytes: [0-9]+ lost"
+}
+
 # bats test_tags=exercise
 @test "exercise 4: with -v the shutdown logs how many connections it drained" {
 	exercise 4
@@ -253,4 +320,62 @@ load helper
 	release_clients
 	run cat "$SERVER_ERR"
 	assert_output --regexp 'drained 2 connections'
+}
+
+# The library that holds evthread_use_pthreads() is libevent_pthreads
+# (-levent_pthreads), which pkg-config adds only when asked for it.
+# bats test_tags=exercise,needs-source
+@test "exercise 5: linked without event_pthreads, the server does not build: undefined reference to evthread_use_pthreads" {
+	exercise 5
+	local copy=$BATS_TEST_TMPDIR/build
+	cp -r "$SOURCE_DIR" "$copy"
+	make -s -C "$copy" clean >/dev/null
+	run make -s -C "$copy" echoserver
+	assert_failure
+	assert_output --regexp "undefined reference to .evthread_use_pthreads.|undefined symbol: evthread_use_pthreads"
+}
+
+# With -t 1 a second client waits for the worker, its loop not yet running.
+# event_base_loopbreak() only sets a flag, which a loop clears when it
+# starts: the queued loop never sees it (event_base_loopexit() queues an
+# event, which it would).  The correct chapter sends the queued client EOF by
+# the drain's deadline (1 s; 2.5 s on a busy machine); 4 s is beyond that and
+# short of the 10 s timeout.
+# bats test_tags=exercise
+@test "exercise 6: with event_base_loopbreak() in place of the drain, a client still waiting for the worker at SIGTERM is served on and never stopped: no EOF, the server still runs 4 s later" {
+	exercise 6
+	start_server -t 1 -v
+	hold_clients 1
+	local queued reply
+	exec {queued}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'queued\n' >&"$queued"
+	wait_for_lines "$SERVER_ERR" ': connected$' 2
+	kill -TERM "$SERVER_PID"
+	IFS= read -r -t 5 reply <&"$queued" || fail "the queued client got no echo"
+	assert_equal "$reply" "queued"
+	expect_no_echo "$queued" 4
+	assert server_alive
+	exec {queued}>&-
+	release_clients
+	wait_exit "$SERVER_PID" 5
+	assert_equal "$STATUS" 0
+}
+
+# A base made before evthread_use_pthreads() has no lock and no way to be
+# woken: the drain the main thread queues on it waits in its loop until the
+# client's next event.  The correct chapter sends the idle client EOF by the
+# drain's deadline (1 s; 2.5 s on a busy machine): 4 s is beyond that and well
+# short of the 10 s timeout that would wake the loop too.
+# bats test_tags=exercise
+@test "exercise 7: with evthread_use_pthreads() called after the bases are made, SIGTERM does not reach an idle client: no EOF, the server still runs 4 s later" {
+	exercise 7
+	start_server -t 2
+	hold_clients 1
+	kill -TERM "$SERVER_PID"
+	expect_no_echo "${HELD[0]}" 4
+	assert server_alive
+	# the client's EOF wakes its loop, which then finds the drain
+	release_clients
+	wait_exit "$SERVER_PID" 5
+	assert_equal "$STATUS" 0
 }
