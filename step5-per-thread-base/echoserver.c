@@ -68,8 +68,11 @@
 /* Out of descriptors: how long accepting pauses before it tries again. */
 #define ACCEPT_RETRY_MS 100
 
-/* How much one read takes; the buffer is the worker's, not the client's. */
-#define READ_SIZE (64 * 1024)
+/*
+ * How much one read takes; the buffer is the worker's, not the client's.  A
+ * bulk stream moves with less CPU per byte at 256 KiB than at 64 KiB.
+ */
+#define READ_SIZE (256 * 1024)
 
 struct worker;
 
