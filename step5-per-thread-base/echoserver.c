@@ -80,7 +80,7 @@ struct worker;
 typedef struct client {
 	int fd;
 	struct worker *worker;
-	struct event *read_ev;		/* persistent, with the read timeout */
+	struct event *read_ev;		/* persistent; its timeout is -i's */
 	struct event *write_ev;		/* added only while echo waits */
 	struct evbuffer *output_buffer; /* echo the socket did not take */
 	int reading;			/* read_ev is added */
