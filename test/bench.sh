@@ -17,6 +17,11 @@
 #   BENCH_ROUNDS=N       rounds per case (default 3, and 4 for 64-byte
 #                        ping-pong, whose CPU time per message is small)
 #   BENCH_SERVERS="..."  only these servers (names as in the table)
+#   BENCH_STAGES="N:K ..."  also measure chapter N as it is after its patch K,
+#                        as server stepN-K, just before chapter N (default
+#                        "5:1": per-thread bases with bufferevents, between
+#                        chapter 4's threading model and chapter 5's hot
+#                        path); built by test/patches.sh in test/stages/
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -89,8 +94,22 @@ add_server() { # NAME COMMAND...
 	NAMES+=("$1")
 	CMD[$1]=${*:2}
 }
+# add_stage N K: build chapter N after its patch K and add it as stepN-K.
+add_stage() {
+	local sdir=test/stages/step$1-$2
+	rm -rf "$sdir"
+	if ! bash test/patches.sh apply "$1" "$2" "$sdir" >/dev/null ||
+		! make -s -C "$sdir" >/dev/null 2>&1; then
+		say "bench: chapter $1 after patch $2 does not build: skipped"
+		return
+	fi
+	add_server "step$1-$2" "$sdir/echoserver -t $THREADS"
+}
 for dir in step*/; do
 	dir=${dir%/} name=${dir%%-*} n=${name#step}
+	for stage in ${BENCH_STAGES-5:1}; do
+		[[ ${stage%%:*} == "$n" ]] && add_stage "$n" "${stage#*:}"
+	done
 	if [[ -x $dir/echoserver ]]; then
 		if [[ $n =~ ^[0-9]+$ ]] && ((n >= 3)); then
 			add_server "$name" "$dir/echoserver -t $THREADS"

@@ -4,7 +4,7 @@
 #
 #   build  `make`: a C compiler, make, pkg-config, libevent 2.1
 #   run    `make run`: that, and socat to try the server by hand
-#   test   `make test`: that, and Bats, socat, iproute2, util-linux
+#   test   `make test`: that, and Bats, socat, iproute2, util-linux, strace
 #   check  `make check` and `make deps`: that, and clang with its sanitizer
 #          runtime, clang-format, cppcheck, valgrind, shellcheck
 #
@@ -70,6 +70,8 @@ missing() {
 		# the README-command test runs in a network namespace of its own
 		have ip || need+=(iproute2)
 		have prlimit || need+=(util-linux)
+		# chapter 5 counts its system calls per echo
+		have strace || need+=(strace)
 	fi
 	if [[ $want == check ]]; then
 		have clang || need+=(clang)

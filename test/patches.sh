@@ -4,7 +4,8 @@
 # Chapter N's patches/NN-name.patch, applied in order to chapter N-1's files,
 # give chapter N's files byte for byte.  Each patch is a header (a subject
 # line, then why) and unified diffs with a/ and b/ paths.  The files a series
-# covers are the Makefile and the .c and .h files.
+# covers are the Makefile and the .c and .h files; a patch that empties a
+# file deletes it (patch -E), as a patch that drops a file must.
 #
 #   patches.sh list STEP            the series, one subject a line
 #   patches.sh apply STEP N DIR     DIR gets the state after patch N (0: the
@@ -80,7 +81,7 @@ apply() {
 	for p in $(series "$step"); do
 		[[ $n == all ]] || ((i < n)) || break
 		i=$((i + 1))
-		patch -s -p1 -d "$dir" --fuzz=0 --no-backup-if-mismatch \
+		patch -s -E -p1 -d "$dir" --fuzz=0 --no-backup-if-mismatch \
 			-r - <"$p" >/dev/null ||
 			die "$(basename "$p") does not apply cleanly"
 	done

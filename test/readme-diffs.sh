@@ -91,14 +91,25 @@ diff_stat() {
 		}' <<<"$1"
 }
 
-# patch_section PATCHFILE NN STEP: what goes between a patch's markers.
+# patch_section PATCHFILE NN STEP: what goes between a patch's markers.  A
+# file the patch deletes is named, not shown line by line.
 patch_section() {
+	local dropped
+	dropped=$(awk '/^--- a\// { f = substr($2, 3) }
+		/^@@ -1,[0-9]+ \+0,0 @@/ { printf "`%s` ", f }' "$1")
 	echo "<!-- patch:begin $2 -->"
 	echo
 	echo "\`patches/$(basename "$1")\`, generated; \`make diff STEP=$3 PATCH=$((10#$2))\` shows it too:"
 	echo
+	[[ -z $dropped ]] || printf 'It deletes %s(the patch file removes them line by line).\n\n' "$dropped"
 	echo '```diff'
-	awk '/^--- a\// { p = 1 } p' "$1"
+	awk '/^--- a\// {
+			p = 1; hdr = $0; getline plus; getline hunk
+			skip = hunk ~ /^@@ -1,[0-9]+ \+0,0 @@/
+			if (!skip) print hdr "\n" plus "\n" hunk
+			next
+		}
+		p && !skip' "$1"
 	echo '```'
 	echo
 	echo "<!-- patch:end -->"

@@ -62,6 +62,45 @@ check_round_robin() {
 	(($(tail -1 <<<"$counts") - $(head -1 <<<"$counts") <= 1))
 }
 
+# check_syscalls_per_echo N MAX: the server, run under strace -f -c, makes at
+# most MAX system calls per echo while one client makes N ping-pong echoes of
+# a short line, one at a time.  Starting and stopping the server costs about
+# 200 calls in all (0.2 per echo at N = 1000), which MAX must leave room for.
+check_syscalls_per_echo() {
+	local n=$1 max=$2 real=$ECHOSERVER counts=$BATS_TEST_TMPDIR/strace.out
+	local fd i reply server tracer total
+	command -v strace >/dev/null || skip "needs strace (apt-get install strace)"
+	strace -f -o /dev/null true 2>/dev/null ||
+		skip "strace cannot trace here (ptrace is not allowed)"
+	ECHOSERVER=$BATS_TEST_TMPDIR/traced
+	printf '#!/bin/sh\nexec strace -f -c -o "%s" "%s" "$@"\n' "$counts" \
+		"$real" >"$ECHOSERVER"
+	chmod +x "$ECHOSERVER"
+	start_server -t 2
+	ECHOSERVER=$real
+	tracer=$SERVER_PID
+	server=$(pgrep -P "$tracer") || fail "no traced server under strace"
+	# Stopped first, so that strace writes its counts and exits with it.
+	SERVER_PIDS=("$server" "$tracer")
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	for ((i = 0; i < n; i++)); do
+		printf 'ping %d\n' "$i" >&"$fd"
+		IFS= read -r -t 5 reply <&"$fd" || fail "echo $i did not come back"
+		assert_equal "$reply" "ping $i"
+	done
+	exec {fd}>&-
+	kill -TERM "$server"
+	wait_exit "$tracer" 10 || fail "strace did not finish"
+	# strace -c's columns: % time, seconds, usecs/call, calls, errors, name
+	total=$(awk '$NF == "total" { print $4 }' "$counts")
+	[[ $total =~ ^[0-9]+$ ]] || fail "no total in strace's counts: $(tail -3 "$counts")"
+	echo "# $total system calls for $n echoes:" \
+		"$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.2f", t / n }') per echo" >&3
+	grep -E ' (epoll_wait|epoll_ctl|ioctl|readv?|writev?)$' "$counts" |
+		awk -v n="$n" '{ printf "#   %-10s %.2f per echo\n", $NF, $4 / n }' >&3
+	((total <= max * n))
+}
+
 # raise_fd_limit N: raise this shell's descriptor limit to its hard limit;
 # skip the test if that is fewer than N.
 raise_fd_limit() {
@@ -384,6 +423,14 @@ check_accept_pauses() {
 	check_round_robin 100 2
 	stop_all_servers
 	check_round_robin 100 3
+}
+
+# The hot path, counted.  Through a bufferevent an echo costs 7 calls
+# (epoll_wait twice, epoll_ctl twice, ioctl FIONREAD, readv, writev);
+# read() and write() from the worker's buffer cost 3 (epoll_wait, read,
+# write).  Deterministic: one line in flight, one read and one write each.
+@test "the hot path: one echo costs the server at most 4 system calls (strace, 1000 ping-pongs)" {
+	check_syscalls_per_echo 1000 4
 }
 
 @test "10 000 connections at once on -t 2 each echo, all connected within 4 s" {
