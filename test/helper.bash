@@ -363,6 +363,22 @@ build_tsan() {
 	skip "ThreadSanitizer cannot build here: $(tail -1 "$BATS_TEST_TMPDIR/build.log")"
 }
 
+# start_tsan_server EXITCODE ARGS...: build SOURCE_DIR's server with
+# ThreadSanitizer and start it with ARGS; a report makes it exit EXITCODE.
+# Skip the test if such a build cannot run here.
+start_tsan_server() {
+	local code=$1 real=$ECHOSERVER
+	shift
+	build_tsan "$SOURCE_DIR"
+	ECHOSERVER=$TSAN_SERVER
+	if ! TSAN_OPTIONS="exitcode=$code suppressions=$ROOT/test/tsan.supp" start_server "$@"; then
+		grep -q 'FATAL: ThreadSanitizer' "$SERVER_ERR" &&
+			skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
+		fail "the ThreadSanitizer build did not start: $(cat "$SERVER_ERR")"
+	fi
+	ECHOSERVER=$real
+}
+
 # Flaw F16, chapters 3 and 4: a base per connection costs descriptors (an
 # epoll descriptor, a pipe or socketpair), and libevent exits the process
 # when it cannot make them.  The test leaves the running server one free

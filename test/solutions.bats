@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The exercises of chapters 1 to 4: every one has a check (a test named
+# The exercises of chapters 1 to 5: every one has a check (a test named
 # "exercise K: ..." in test/stepN.bats, tagged exercise) and a worked solution
 # (test/solutions/stepN-exK.patch), and every check fails on its chapter's
 # code and passes on a copy of the chapter with the solution applied.
@@ -11,7 +11,7 @@ bats_load_library bats-support
 bats_load_library bats-assert
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
-CHAPTERS=(1 2 3 4)
+CHAPTERS=(1 2 3 4 5)
 
 setup_file() {
 	if [[ ! -x $ROOT/test/echoclient || $ROOT/test/echoclient.c -nt $ROOT/test/echoclient ]]; then
@@ -104,7 +104,7 @@ check_flips() {
 	done
 }
 
-@test "every exercise in chapters 1 to 4 has a check tagged exercise and a worked solution, and nothing else has" {
+@test "every exercise in chapters 1 to 5 has a check tagged exercise and a worked solution, and nothing else has" {
 	local n want
 	for n in "${CHAPTERS[@]}"; do
 		want=$(readme_exercises "$n")
@@ -118,7 +118,7 @@ check_flips() {
 	done
 }
 
-@test "every exercise in chapters 1 to 4 states its difficulty, a time and how to check it" {
+@test "every exercise in chapters 1 to 5 states its difficulty, a time and how to check it" {
 	local n readme item
 	for n in "${CHAPTERS[@]}"; do
 		readme=$(chapter_dir "$n")/README.md
@@ -146,4 +146,8 @@ check_flips() {
 
 @test "chapter 4: every solution flips its exercise's check from fail to pass" {
 	check_flips 4
+}
+
+@test "chapter 5: every solution flips its exercise's check from fail to pass" {
+	check_flips 5
 }

@@ -7,22 +7,6 @@
 : "${SOURCE_DIR:=$BATS_TEST_DIRNAME/../step4-shutdown-fixes}"
 load helper
 
-# start_tsan_server EXITCODE ARGS...: build SOURCE_DIR's server with
-# ThreadSanitizer and start it with ARGS; a report makes it exit EXITCODE.
-# Skip the test if such a build cannot run here.
-start_tsan_server() {
-	local code=$1 real=$ECHOSERVER
-	shift
-	build_tsan "$SOURCE_DIR"
-	ECHOSERVER=$TSAN_SERVER
-	if ! TSAN_OPTIONS="exitcode=$code suppressions=$ROOT/test/tsan.supp" start_server "$@"; then
-		grep -q 'FATAL: ThreadSanitizer' "$SERVER_ERR" &&
-			skip "a ThreadSanitizer build does not run here: $(head -3 "$SERVER_ERR")"
-		fail "the ThreadSanitizer build did not start: $(cat "$SERVER_ERR")"
-	fi
-	ECHOSERVER=$real
-}
-
 @test "text a client sends comes back unchanged" {
 	check_text_echo
 }

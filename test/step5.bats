@@ -62,26 +62,47 @@ check_round_robin() {
 	(($(tail -1 <<<"$counts") - $(head -1 <<<"$counts") <= 1))
 }
 
+# start_traced_server OUT STRACE_OPTION... -- ARGS...: like start_server
+# ARGS, with the server run under strace -f -o OUT and the options; then
+# SERVER_PID is the server and TRACER_PID strace, stopped in that order.
+# Skip the test without strace, or where ptrace is not allowed.
+start_traced_server() {
+	local out=$1 opts=() real=$ECHOSERVER server
+	shift
+	while (($# > 0)) && [[ $1 != -- ]]; do
+		opts+=("$1")
+		shift
+	done
+	shift
+	command -v strace >/dev/null || skip "needs strace (apt-get install strace)"
+	strace -f -o /dev/null true 2>/dev/null ||
+		skip "strace cannot trace here (ptrace is not allowed)"
+	ECHOSERVER=$BATS_TEST_TMPDIR/traced
+	{
+		echo '#!/bin/bash'
+		printf 'exec'
+		printf ' %q' strace -f -o "$out" "${opts[@]}" "$real"
+		printf ' "$@"\n'
+	} >"$ECHOSERVER"
+	chmod +x "$ECHOSERVER"
+	start_server "$@"
+	ECHOSERVER=$real
+	TRACER_PID=$SERVER_PID
+	server=$(pgrep -P "$TRACER_PID") || fail "no traced server under strace"
+	SERVER_PID=$server
+	# Stopped first, so that strace writes its output and exits with it.
+	unset 'SERVER_PIDS[-1]'
+	SERVER_PIDS+=("$server" "$TRACER_PID")
+}
+
 # check_syscalls_per_echo N MAX: the server, run under strace -f -c, makes at
 # most MAX system calls per echo while one client makes N ping-pong echoes of
 # a short line, one at a time.  Starting and stopping the server costs about
 # 200 calls in all (0.2 per echo at N = 1000), which MAX must leave room for.
 check_syscalls_per_echo() {
-	local n=$1 max=$2 real=$ECHOSERVER counts=$BATS_TEST_TMPDIR/strace.out
-	local fd i reply server tracer total
-	command -v strace >/dev/null || skip "needs strace (apt-get install strace)"
-	strace -f -o /dev/null true 2>/dev/null ||
-		skip "strace cannot trace here (ptrace is not allowed)"
-	ECHOSERVER=$BATS_TEST_TMPDIR/traced
-	printf '#!/bin/sh\nexec strace -f -c -o "%s" "%s" "$@"\n' "$counts" \
-		"$real" >"$ECHOSERVER"
-	chmod +x "$ECHOSERVER"
-	start_server -t 2
-	ECHOSERVER=$real
-	tracer=$SERVER_PID
-	server=$(pgrep -P "$tracer") || fail "no traced server under strace"
-	# Stopped first, so that strace writes its counts and exits with it.
-	SERVER_PIDS=("$server" "$tracer")
+	local n=$1 max=$2 counts=$BATS_TEST_TMPDIR/strace.out
+	local fd i reply total
+	start_traced_server "$counts" -c -- -t 2
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
 	for ((i = 0; i < n; i++)); do
 		printf 'ping %d\n' "$i" >&"$fd"
@@ -89,8 +110,8 @@ check_syscalls_per_echo() {
 		assert_equal "$reply" "ping $i"
 	done
 	exec {fd}>&-
-	kill -TERM "$server"
-	wait_exit "$tracer" 10 || fail "strace did not finish"
+	kill -TERM "$SERVER_PID"
+	wait_exit "$TRACER_PID" 10 || fail "strace did not finish"
 	# strace -c's columns: % time, seconds, usecs/call, calls, errors, name
 	total=$(awk '$NF == "total" { print $4 }' "$counts")
 	[[ $total =~ ^[0-9]+$ ]] || fail "no total in strace's counts: $(tail -3 "$counts")"
@@ -478,16 +499,97 @@ check_accept_pauses() {
 	check_shutdown TERM 200
 }
 
-# Exercises (see step5-per-thread-base/README.md).
+# Exercises (see step5-per-thread-base/README.md).  Exercises 3 and 4 break
+# the chapter on purpose: each check asserts the symptom of the mistake, so it
+# fails on the chapter's code and passes once the mistake is made.
+
+# Handing a client over, the main thread wakes its worker once: through a
+# pipe, a write of one byte, which strace -y shows as
+# write(N<pipe:[INODE]>, "\1", 1).  The chapter's event_active() writes
+# 8 bytes to the base's eventfd instead.  The call is counted as it starts:
+# with -f, strace may split a call in two lines.
 # bats test_tags=exercise
-@test "exercise 2: SIGUSR1 makes every worker log its connection count" {
+@test "exercise 1: each client handed to a worker costs one 1-byte write to a pipe, and every worker echoes" {
+	exercise 1
+	local trace=$BATS_TEST_TMPDIR/writes.trace
+	local pipe_write='write\([0-9]+<pipe:\[[0-9]+\]>, "[^"]*", 1[) ]'
+	start_traced_server "$trace" -y -e trace=write -- -t 3
+	hold_clients 6
+	wait_for_lines "$trace" "$pipe_write" 6
+	assert_equal "$(grep -cE "$pipe_write" "$trace")" 6
+	echo "# 6 clients: $(grep -cE "$pipe_write" "$trace") one-byte pipe writes," \
+		"$(grep -c '<anon_inode:\[eventfd\]>' "$trace") eventfd writes" >&3
+	release_clients
+}
+
+# A worker logs its own count, on its own thread.  The ThreadSanitizer build
+# shows that nothing reads a worker's count from the main thread unordered.
+# bats test_tags=exercise,needs-source
+@test "exercise 2: SIGUSR1 makes every worker log its connection count, with no data race" {
 	exercise 2
-	start_server -t 2
+	start_tsan_server 66 -t 2
 	hold_clients 10
 	kill -USR1 "$SERVER_PID"
-	wait_for_lines "$SERVER_ERR" '^echoserver: worker [0-9]+: [0-9]+ connections' 2
+	# ThreadSanitizer makes the server several times slower
+	wait_for_lines "$SERVER_ERR" '^echoserver: worker [0-9]+: [0-9]+ connections' 2 10
 	run cat "$SERVER_ERR"
 	assert_output --partial "worker 0: 5 connections"
 	assert_output --partial "worker 1: 5 connections"
+	kill -INT "$SERVER_PID"
 	release_clients
+	wait_exit "$SERVER_PID" 30
+	run cat "$SERVER_ERR"
+	refute_output --partial "ThreadSanitizer"
+	assert_equal "$STATUS" 0
+	echo "# built with $TSAN_CC" >&3
+}
+
+# A worker's loop starts a moment after its thread: strace holds every new
+# thread for 2 s in set_robust_list(), the first call a thread makes, so the
+# SIGINT sent at the "listening on" line reaches the main thread before any
+# worker's loop runs, every time.  event_base_loopbreak() on a loop that is
+# not running sets a flag, which event_base_loop() clears when it starts: the
+# break is lost, the workers run on, and the main thread waits to join them.
+# The chapter's wakeup is an active event, which a loop runs when it starts:
+# the server exits about 2 s after the signal.  5 s leaves a busy machine
+# 3 s more.
+# bats test_tags=exercise
+@test "exercise 3: with event_base_loopbreak() in place of the wakeup, a SIGINT sent before the workers' loops run is lost: the server still runs 5 s later" {
+	exercise 3
+	start_traced_server /dev/null -e trace=set_robust_list \
+		-e inject=set_robust_list:delay_enter=2000000 -- -t 2
+	kill -INT "$SERVER_PID"
+	# strace exits with the server, and with its status
+	if wait_exit "$TRACER_PID" 5 2>/dev/null; then
+		fail "the server exited (status $STATUS) ${ELAPSED}s after SIGINT"
+	fi
+	# the main thread and both workers, their loops running
+	assert_equal "$(server_threads)" 3
+	kill -KILL "$SERVER_PID"
+	wait_exit "$TRACER_PID" 5
+}
+
+# The main thread walks a worker's client list and writes to its clients,
+# which the worker created and writes: no lock orders the two threads'
+# accesses.  Each client reads until its goodbye, or EOF on the chapter's
+# code: either way the server has handled SIGINT before the client closes.
+# bats test_tags=exercise,needs-source
+@test "exercise 4: with the goodbye written from the main thread, ThreadSanitizer reports a data race in runServer()" {
+	exercise 4
+	start_tsan_server 66 -t 2
+	hold_clients 2
+	local fd reply
+	kill -INT "$SERVER_PID"
+	for fd in "${HELD[@]}"; do
+		reply=
+		IFS= read -r -t 10 reply <&"$fd" || true
+		assert_equal "$reply" "bye"
+	done
+	release_clients
+	# ThreadSanitizer makes the server several times slower
+	wait_exit "$SERVER_PID" 30
+	run cat "$SERVER_ERR"
+	assert_output --partial "WARNING: ThreadSanitizer: data race"
+	assert_output --regexp "#[0-9]+ runServer "
+	echo "# built with $TSAN_CC; exit status $STATUS" >&3
 }
