@@ -441,6 +441,38 @@ check_served_at_once() {
 	release_clients
 }
 
+# check_waiting_order FIRST: with -t 1 and the worker held, an older and
+# then a newer client send a line; once the worker is free, FIRST (older or
+# newer) gets its echo while the other waits, then the other.  on_accept()
+# logs "connected" just before it queues the job, so the order is known.
+check_waiting_order() {
+	local first=$1 second fd reply
+	local -A c
+	[[ $first == older ]] && second=newer || second=older
+	start_server -t 1 -v
+	hold_clients 1
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	c[older]=$fd
+	printf 'older\n' >&"$fd"
+	wait_for_lines "$SERVER_ERR" ': connected$' 2
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	c[newer]=$fd
+	printf 'newer\n' >&"$fd"
+	wait_for_lines "$SERVER_ERR" ': connected$' 3
+	release_clients
+	IFS= read -r -t 5 reply <&"${c[$first]}" ||
+		fail "the $first client was not served first"
+	assert_equal "$reply" "$first"
+	expect_no_echo "${c[$second]}" 1
+	fd=${c[$first]}
+	exec {fd}>&-
+	IFS= read -r -t 5 reply <&"${c[$second]}" ||
+		fail "the $second client was never served"
+	assert_equal "$reply" "$second"
+	fd=${c[$second]}
+	exec {fd}>&-
+}
+
 # expect_no_echo FD SECONDS: nothing comes back on FD for SECONDS, and the
 # connection is still open (a read that times out, not one that hits EOF).
 expect_no_echo() {

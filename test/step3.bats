@@ -196,24 +196,7 @@ check_strict_headers_fail() {
 # F10: the queue is last in, first out.
 # bats test_tags=flaw
 @test "still wrong: with -t 1, clients waiting for the worker are served newest first" {
-	start_server -t 1 -v
-	hold_clients 1
-	local older newer reply
-	exec {older}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'older\n' >&"$older"
-	wait_for_lines "$SERVER_ERR" ': connected$' 2
-	exec {newer}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'newer\n' >&"$newer"
-	# on_accept() logs "connected" just before it queues the job
-	wait_for_lines "$SERVER_ERR" ': connected$' 3
-	release_clients
-	IFS= read -r -t 5 reply <&"$newer" || fail "the newer client was not served first"
-	assert_equal "$reply" "newer"
-	expect_no_echo "$older" 1
-	exec {newer}>&-
-	IFS= read -r -t 5 reply <&"$older" || fail "the older client was never served"
-	assert_equal "$reply" "older"
-	exec {older}>&-
+	check_waiting_order newer
 }
 
 # F11: SO_REUSEADDR after bind(), as in chapter 1.

@@ -145,24 +145,7 @@ load helper
 
 # Chapter 3's server serves the newer client first.
 @test "fixed: with -t 1, clients waiting for the worker are served oldest first" {
-	start_server -t 1 -v
-	hold_clients 1
-	local older newer reply
-	exec {older}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'older\n' >&"$older"
-	wait_for_lines "$SERVER_ERR" ': connected$' 2
-	exec {newer}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'newer\n' >&"$newer"
-	# on_accept() logs "connected" just before it queues the job
-	wait_for_lines "$SERVER_ERR" ': connected$' 3
-	release_clients
-	IFS= read -r -t 5 reply <&"$older" || fail "the older client was not served first"
-	assert_equal "$reply" "older"
-	expect_no_echo "$newer" 1
-	exec {older}>&-
-	IFS= read -r -t 5 reply <&"$newer" || fail "the newer client was never served"
-	assert_equal "$reply" "newer"
-	exec {newer}>&-
+	check_waiting_order older
 }
 
 # Fix 8 (F5 at the server): the drain, its lingering close, one deadline.
