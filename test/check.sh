@@ -2,6 +2,8 @@
 # check.sh STEP...: the strict gates `make check` runs on every chapter.
 #
 #   warnings   gcc and clang, -std=c11 -Wall -Wextra -Wpedantic -Werror
+#   stages     so does every state of a chapter told as patches, and its
+#              files are clang-formatted
 #   posix      the chapter compiles with only POSIX's feature macro and
 #              calls nothing Linux-only (epoll, accept4, MSG_NOSIGNAL, ...)
 #   format     every C file matches the root .clang-format
@@ -18,7 +20,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
-GATES=${GATES:-warnings posix format shellcheck cppcheck asan valgrind tsan}
+GATES=${GATES:-warnings stages posix format shellcheck cppcheck asan valgrind tsan}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 failed=()
@@ -87,6 +89,29 @@ echo_and_sigint() {
 }
 
 has_gate() { [[ " $GATES " == *" $1 "* ]]; }
+
+# stages N: every state of chapter N's series builds with -Werror under gcc
+# and clang and is clang-formatted, as a learner's `make stage` gets it.
+stages() {
+	local k total rc=0 dir cc
+	total=$(bash test/patches.sh list "$1" | wc -l)
+	for ((k = 1; k < total; k++)); do
+		dir=$WORK/stage$1-$k
+		say "stages: chapter $1 after patch $k, gcc and clang -Werror"
+		bash test/patches.sh apply "$1" "$k" "$dir" || {
+			rc=1
+			continue
+		}
+		for cc in gcc clang; do
+			make -s -C "$dir" clean >/dev/null
+			make -s -C "$dir" CC="$cc" WERROR=1 >/dev/null || rc=1
+		done
+		# outside the tree, the style file must be named
+		clang-format --style="file:$ROOT/.clang-format" --dry-run --Werror \
+			"$dir"/*.[ch] || rc=1
+	done
+	return $rc
+}
 
 # Every C file, from the tree itself so that a copy outside git is checked
 # too; strict-include/ holds headers a chapter's build generates.
@@ -159,6 +184,9 @@ for step in "$@"; do
 			build "$step" "$cc" CC="$cc" WERROR=1 ||
 				fail "$step: $cc -Werror"
 		done
+	fi
+	if has_gate stages && [[ -d $step/patches ]]; then
+		stages "$n" || fail "$step: a state of its series"
 	fi
 	if has_gate posix; then
 		say "posix: $step with only _POSIX_C_SOURCE, nothing Linux-only"
