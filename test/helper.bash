@@ -612,25 +612,38 @@ check_public_headers() {
 	assert_failure 1
 }
 
+# signal_held_client SIGNAL CLIENT-ARGS...: run the test client with
+# CLIENT-ARGS (a hold mode) until the server has stopped taking its bytes,
+# send the server SIGNAL, and let the client read; wait for it (20 s at
+# most).  Sets HELD_OUT (its output), STATUS (its exit status) and T0 (when
+# the signal went out).
+signal_held_client() {
+	local sig=$1 fifo=$BATS_TEST_TMPDIR/go w holder
+	shift
+	HELD_OUT=$BATS_TEST_TMPDIR/held.out
+	mkfifo "$fifo"
+	client -T 20000 "$@" <"$fifo" >"$HELD_OUT" 2>&1 3>&- &
+	holder=$!
+	BG_PIDS+=("$holder")
+	exec {w}>"$fifo"
+	wait_for_lines "$HELD_OUT" '^sent unread' 1 10
+	T0=$(now)
+	kill "-$sig" "$SERVER_PID"
+	printf 'go\n' >&"$w"
+	exec {w}>&-
+	wait_exit "$holder" 20 || fail "the client did not finish"
+}
+
 # check_shutdown_owed SIGNAL: a client has not read megabytes of its echo
 # when SIGNAL arrives; it still gets every byte, then EOF, and the server
 # exits 0 within 2 s.
 check_shutdown_owed() {
 	start_server -t 2
-	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w
-	mkfifo "$fifo"
-	client -T 10000 hold 64M <"$fifo" >"$out" 3>&- &
-	local holder=$!
-	exec {w}>"$fifo"
-	wait_for_lines "$out" '^sent unread' 1 10
 	local t0
-	t0=$(now)
-	kill "-$1" "$SERVER_PID"
-	printf 'go\n' >&"$w"
-	exec {w}>&-
-	wait_exit "$holder" 10 || fail "the client did not finish"
+	signal_held_client "$1" hold 64M
+	t0=$T0
 	assert_equal "$STATUS" 0
-	run cat "$out"
+	run cat "$HELD_OUT"
 	assert_line --partial "all echoed"
 	wait_exit "$SERVER_PID" 2
 	assert_equal "$STATUS" 0
@@ -693,18 +706,8 @@ check_shutdown_stuck_readers() {
 # the late byte draw a reset, and the reset destroys that echo.
 check_shutdown_late_byte() {
 	start_server -t 2
-	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/late.out w
-	mkfifo "$fifo"
-	client -T 20000 -l 300 hold 1M <"$fifo" >"$out" 2>&1 3>&- &
-	local holder=$!
-	BG_PIDS+=("$holder")
-	exec {w}>"$fifo"
-	wait_for_lines "$out" '^sent unread' 1 10
-	kill -TERM "$SERVER_PID"
-	printf 'go\n' >&"$w"
-	exec {w}>&-
-	wait_exit "$holder" 20 || fail "the client did not finish"
-	run cat "$out"
+	signal_held_client TERM -l 300 hold 1M
+	run cat "$HELD_OUT"
 	assert_line --partial "all echoed"
 	assert_equal "$STATUS" 0
 	wait_exit "$SERVER_PID" $((DRAIN_SECONDS + 5))

@@ -134,23 +134,14 @@ check_strict_headers_fail() {
 # bats test_tags=flaw
 @test "still wrong: on SIGINT a client owed megabytes of echo loses it: the server exits under its worker" {
 	start_server -t 2
-	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w
-	mkfifo "$fifo"
-	client -T 10000 hold 64M <"$fifo" >"$out" 2>&1 3>&- &
-	local holder=$!
-	exec {w}>"$fifo"
-	wait_for_lines "$out" '^sent unread' 1 10
 	# The client starts reading as the signal goes out (as in chapter 4's
 	# test that it gets everything); main() returns within milliseconds,
 	# ending the worker that was still sending the client megabytes.
-	kill -INT "$SERVER_PID"
-	printf 'go\n' >&"$w"
-	exec {w}>&-
-	wait_exit "$holder" 10 || fail "the client did not finish"
+	signal_held_client INT hold 64M
 	local client_status=$STATUS
 	wait_exit "$SERVER_PID" 2
 	assert_equal "$STATUS" 0
-	run cat "$out"
+	run cat "$HELD_OUT"
 	echo "# ${output//$'\n'/; }" >&3
 	assert_equal "$client_status" 1
 	refute_output --partial "all echoed"

@@ -259,18 +259,8 @@ load helper
 @test "exercise 3: without the quiet period, a client owed megabytes at SIGTERM loses the bytes the server had not read: EOF before all its echo" {
 	exercise 3
 	start_server -t 2
-	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/hold.out w
-	mkfifo "$fifo"
-	client -T 10000 hold 64M <"$fifo" >"$out" 2>&1 3>&- &
-	local holder=$!
-	BG_PIDS+=("$holder")
-	exec {w}>"$fifo"
-	wait_for_lines "$out" '^sent unread' 1 10
-	kill -TERM "$SERVER_PID"
-	printf 'go\n' >&"$w"
-	exec {w}>&-
-	wait_exit "$holder" 10 || fail "the client did not finish"
-	run cat "$out"
+	signal_held_client TERM hold 64M
+	run cat "$HELD_OUT"
 	echo "# ${output//$'\n'/; }" >&3
 	assert_equal "$STATUS" 1
 	assert_output --regexp "EOF after [0-9]+ of [0-9]+ bytes: [0-9]+ lost"
