@@ -5,7 +5,13 @@ LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
 TOOLS := test/echoclient test/loadgen test/epoll_echo
 BATS_FLAGS ?=
-TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/docs.bats test/grade.bats test/patches.bats test/solutions.bats)
+# make test: every chapter's behaviour, the tools, grading and the docs'
+# quick checks, what a learner runs after a change.  make test-all adds the
+# proofs of the tutorial itself, which take longer: each patch flips its
+# claim, each worked solution flips its check, every README command runs,
+# and a short stress run of the threaded chapters.
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/grade.bats test/docs.bats)
+PROOF_FILES := test/patches.bats test/solutions.bats test/readme.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
@@ -20,6 +26,8 @@ help:
 	@echo "make              build every chapter ($(STEPS))"
 	@echo "make run          build and run the final server ($(LAST)) on port $(ECHO_PORT)"
 	@echo "make test         run every chapter's tests; STEP=N for one chapter"
+	@echo "make test-all     make test, then the proofs: every patch, solution and"
+	@echo "                  README command, and a short stress run"
 	@echo "make grade STEP=N DIR=path   grade a student's chapter N in path:"
 	@echo "                  a table and a score; EXERCISES=1 adds the exercise"
 	@echo "                  checks, FORMAT=junit|tap OUT=dir writes a report"
@@ -41,7 +49,14 @@ run: deps-run all
 	./$(LAST)/echoserver -p $(ECHO_PORT)
 
 test: deps-test all $(TOOLS)
-	bats $(BATS_FLAGS) $(TEST_FILES)
+	@bash test/run-bats.sh $(BATS_FLAGS) $(TEST_FILES)
+
+test-all: test proofs
+
+# The proofs alone, for CI after make test; stress as in `make stress`.
+proofs: deps-test all $(TOOLS)
+	@bash test/run-bats.sh $(BATS_FLAGS) $(PROOF_FILES)
+	@for s in 4 5; do bash test/stress.sh $$s 2 || exit 1; done
 
 # Grade a student's chapter: test/grade.sh says what it runs and leaves out.
 grade: deps-test test/echoclient
@@ -103,5 +118,5 @@ deps: deps-check
 deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
-.PHONY: all help run test diff stage readme-diffs check bench clean deps stress grade \
+.PHONY: all help run test test-all proofs diff stage readme-diffs check bench clean deps stress grade \
 	have-build-deps deps-run deps-test deps-check

@@ -208,7 +208,7 @@ for step in "$@"; do
 			env "${progs[@]}" SANITIZER=asan \
 				ASAN_OPTIONS="detect_leaks=$(applies "$leak_steps" "$step" && echo 1 || echo 0)" \
 				UBSAN_OPTIONS=print_stacktrace=1 \
-				bats "test/step$n.bats" || fail "$step: tests under ASan+UBSan"
+				bash test/run-bats.sh "test/step$n.bats" || fail "$step: tests under ASan+UBSan"
 		else
 			fail "$step: ASan build"
 		fi

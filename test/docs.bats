@@ -70,13 +70,3 @@ ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 	run grep -l "FLAW" step5-per-thread-base/*.[ch]
 	assert_failure
 }
-
-@test "every command block in the READMEs works verbatim" {
-	[[ -z ${README_COMMANDS_RUNNING:-} ]] || skip "already inside the README runner"
-	run env README_COMMANDS_RUNNING=1 bash "$ROOT/test/readme-commands.sh"
-	if ((status == 77)); then
-		skip "$output"
-	fi
-	echo "# $(grep -c '^ok ' <<<"$output") blocks ran, $(grep -c '^not run ' <<<"$output") not run" >&3
-	assert_success
-}

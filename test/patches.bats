@@ -8,6 +8,8 @@ bats_load_library bats-support
 bats_load_library bats-assert
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+# shellcheck source=test/server.bash
+source "$ROOT/test/server.bash"
 
 # stage STEP K: build the state after patch K of chapter STEP (once per
 # file) and print its directory.
@@ -86,8 +88,6 @@ serve_stage() {
 		exit 1
 	}
 	shift
-	# shellcheck source=test/server.bash
-	source "$ROOT/test/server.bash"
 	STAGE_SERVER=$dir/echoserver
 	SERVER_ERR=$BATS_TEST_TMPDIR/server.err
 	trap 'server_stop "$SERVER_PID" 5' EXIT
@@ -256,14 +256,14 @@ _logged() {
 # Patch 2, the hot path: strace counts 7 system calls per echo before it and
 # 3 after it; the test's bound is 4.
 @test "chapter 5 patch 2 (the hot path): an echo costs at most 4 system calls, and not before" {
-	command -v strace >/dev/null || skip "needs strace (apt-get install strace)"
+	need strace strace
 	flips 5 2 step5.bats "^the hot path: one echo costs the server at most 4 system calls"
 }
 
 # Patch 3, the hardening: out of descriptors, accepting pauses instead of
 # spinning; before it, chapter 4's spin is still there.
 @test "chapter 5 patch 3 (hardening): out of descriptors accepting pauses, and spins before it" {
-	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
+	need prlimit util-linux
 	flips 5 3 step5.bats "^fixed: out of descriptors, accepting pauses instead of spinning"
 	flips_back 5 3 step4.bats "^still wrong: out of descriptors, accepting spins"
 }

@@ -13,6 +13,9 @@
 #                              an error on purpose);
 #   <!-- not run: REASON -->   the block is not run, for the reason given.
 # Other blocks (```console, ```text, ```diff, ```c, ```mermaid) illustrate.
+# A line that is just `make test STEP=N` runs with BATS_FLAGS=--count: it
+# builds the chapter and counts its tests without running them, because make
+# test runs those very tests already (the runner belongs to make test-all).
 # Each README runs in a private network namespace (unshare -n as root, or
 # unshare -rn in a user namespace of its own for a normal user), so port 5555
 # is always free there and nothing leaves the machine.
@@ -127,9 +130,14 @@ if [[ ${1:-} == --inside ]]; then
 			fi
 			;;
 		*)
+			counted=""
+			if grep -qE '^make test STEP=[0-9]+$' <<<"$cmds"; then
+				cmds=$(sed -E 's/^(make test STEP=[0-9]+)$/\1 BATS_FLAGS=--count/' <<<"$cmds")
+				counted=" (tests counted, not run: make test runs them)"
+			fi
 			if timeout 600 "${clean[@]}" bash -eo pipefail -c "$cmds" \
 				>"$copy/.block.log" 2>&1 </dev/null 3>&-; then
-				echo "ok       $where: ${cmds//$'\n'/; }"
+				echo "ok       $where$counted: ${cmds//$'\n'/; }"
 			else
 				echo "FAILED   $where: ${cmds//$'\n'/; }"
 				tail -30 "$copy/.block.log"

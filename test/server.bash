@@ -5,34 +5,81 @@
 # prints "listening on ADDR:PORT" on stdout when it is ready.  Linux only: it
 # reads /proc.
 
-# Seconds since the epoch, with a fraction.
+# Seconds since the epoch, with a fraction (six digits).
 now() {
 	printf '%s\n' "$EPOCHREALTIME"
 }
 
-# seconds_since T0: the seconds from T0 (a `now`) to now, to the millisecond.
+# usec [T]: T (a `now`; default: now) in microseconds since the epoch, an
+# integer that bash's own arithmetic compares: no process is started.
+usec() {
+	local t=${1:-$EPOCHREALTIME}
+	t=${t//[!0-9]/}
+	printf '%s\n' "$((10#$t))"
+}
+
+# ms_since T0 [T1]: the whole milliseconds from T0 to T1 (both `now`s; T1
+# default now), for a test to compare with bash's arithmetic.
+ms_since() {
+	local t0=${1//[!0-9]/} t1=${2:-$EPOCHREALTIME}
+	t1=${t1//[!0-9]/}
+	printf '%s\n' "$(((10#$t1 - 10#$t0) / 1000))"
+}
+
+# seconds_since T0 [T1]: the seconds from T0 to T1 (both `now`s; T1 default
+# now), to the millisecond, as "1.234".  The one elapsed-time formatter.
 seconds_since() {
-	awk -v s="$1" -v n="$EPOCHREALTIME" 'BEGIN { printf "%.3f", n - s }'
+	local t0=${1//[!0-9]/} t1=${2:-$EPOCHREALTIME} ms
+	t1=${t1//[!0-9]/}
+	ms=$(((10#$t1 - 10#$t0) / 1000))
+	((ms >= 0)) || ms=0
+	printf '%d.%03d\n' $((ms / 1000)) $((ms % 1000))
 }
 
 # wait_until SECONDS COMMAND...: run COMMAND every 20 ms until it succeeds
-# (return 0) or SECONDS have passed (return 1).  The one bounded wait.
+# (return 0) or SECONDS (a whole number or a fraction) have passed (return
+# 1).  The one bounded wait; its clock is bash's, so a poll forks nothing
+# but what COMMAND itself runs.
 wait_until() {
-	local limit=$1 start=$EPOCHREALTIME
+	local limit=$1 deadline whole frac
 	shift
+	whole=${limit%.*} frac=
+	[[ $limit == *.* ]] && frac=${limit#*.}
+	frac=${frac}000000
+	deadline=$(($(usec) + 10#${whole:-0} * 1000000 + 10#${frac:0:6}))
 	until "$@"; do
-		(($(awk -v s="$start" -v n="$EPOCHREALTIME" -v l="$limit" \
-			'BEGIN { print (n - s > l) }') == 0)) || return 1
-		sleep 0.02
+		((${EPOCHREALTIME//[!0-9]/} < deadline)) || return 1
+		nap 0.02
 	done
+}
+
+# nap SECONDS: sleep without starting a process, as a read that times out on
+# a FIFO no one writes (opened for the nap only, so no program inherits it).
+# Outside a Bats run, where there is no run directory for the FIFO, sleep.
+nap() {
+	local fd
+	if [[ -z ${BATS_RUN_TMPDIR:-} ]]; then
+		sleep "$1"
+		return 0
+	fi
+	[[ -p $BATS_RUN_TMPDIR/nap ]] || mkfifo "$BATS_RUN_TMPDIR/nap" 2>/dev/null ||
+		[[ -p $BATS_RUN_TMPDIR/nap ]] || {
+		sleep "$1"
+		return 0
+	}
+	exec {fd}<>"$BATS_RUN_TMPDIR/nap"
+	read -r -t "$1" -u "$fd" _ || true
+	exec {fd}>&-
 }
 
 # Succeed if process $1 has exited (gone, or a zombie waiting to be reaped).
 exited() {
-	local state
-	[[ -r /proc/$1/stat ]] || return 0
-	state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 0
-	[[ -z $state || $state == Z ]]
+	local stat
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 0
+	# the state follows the command name, in parentheses, which may hold
+	# spaces: skip past it
+	stat=${stat##*) }
+	[[ -z $stat || ${stat%% *} == Z ]]
 }
 
 # Process $1's CPU time so far (user + system, all threads), in clock ticks.
@@ -108,4 +155,17 @@ server_stop() {
 	kill -KILL "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
 	STATUS=killed
+}
+
+# cannot_run REASON: in a Bats test, skip it with REASON (a tool or a
+# permission this machine lacks); under CI (.ci/run sets CI=true) fail
+# instead, so that a proof that never ran cannot count as passed.
+cannot_run() {
+	[[ ${CI:-} == true ]] && fail "cannot run under CI: $1"
+	skip "$1"
+}
+
+# need COMMAND PACKAGE: cannot_run unless COMMAND is installed.
+need() {
+	command -v "$1" >/dev/null || cannot_run "needs $1 (apt-get install $2)"
 }

@@ -74,9 +74,9 @@ start_traced_server() {
 		shift
 	done
 	shift
-	command -v strace >/dev/null || skip "needs strace (apt-get install strace)"
+	need strace strace
 	strace -f -o /dev/null true 2>/dev/null ||
-		skip "strace cannot trace here (ptrace is not allowed)"
+		cannot_run "strace cannot trace here (ptrace is not allowed)"
 	ECHOSERVER=$BATS_TEST_TMPDIR/traced
 	{
 		echo '#!/bin/bash'
@@ -159,16 +159,22 @@ check_many_idle() {
 	assert_equal "$STATUS" 0
 	run cat "$out"
 	assert_output --partial "idle: $n connections open"
-	local ms=${output#*connecting took }
-	ms=${ms%% ms*}
 	echo "# $output" >&3
 	echo "# server RSS $before KiB -> $after KiB:" \
 		"$(((after - before) * 1024 / n)) bytes per idle connection" >&3
-	# A backlog of 128 stalls on dropped handshakes (1 s retries): 7.5 s
-	# measured, against 0.4 s with 4096 on an idle 2-core machine and 1.1 s
-	# on a busy one.  4 s is ten times the idle figure and about half the
-	# small backlog's.
-	((ms < 4000))
+	# What makes a burst connect fast is the listen backlog: with 128, the
+	# kernel drops handshakes that find the queue full and the clients
+	# retry after 1 s (7.5 s for this burst, measured, against 0.4 s with
+	# 4096).  The time depends on the machine; the backlog does not, and
+	# the kernel reports it (ss's Send-Q for a listening socket), capped by
+	# net.core.somaxconn.
+	local backlog want=1024 cap
+	backlog=$(ss -Hltn "sport = :$PORT" | awk '{ print $3 }')
+	cap=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo 4096)
+	((cap >= want)) || want=$cap
+	echo "# listen backlog $backlog (net.core.somaxconn $cap)" >&3
+	[[ $backlog =~ ^[0-9]+$ ]] || fail "ss reports no listening socket on port $PORT"
+	((backlog >= want)) || fail "listen backlog $backlog: a burst stalls on dropped handshakes"
 	server_alive
 }
 
@@ -257,12 +263,13 @@ check_idle_timeout() {
 	read -r rc closed <"$eof"
 	assert_equal "$rc" 1
 	local waited
-	waited=$(awk -v s="$t0" -v n="$closed" 'BEGIN { printf "%.2f", n - s }')
-	echo "# the idle client was closed after ${waited}s" >&3
-	# at least the timeout; at most 2 s more, for a busy machine (the
-	# watcher's own wake-up counts too): a server with no timeout never
-	# closes it, and the read gives up at 5 s
-	(($(awk -v w="$waited" 'BEGIN { print (w >= 1 && w <= 3) }')))
+	waited=$(ms_since "$t0" "$closed")
+	echo "# the idle client was closed $(seconds_since "$t0" "$closed")s after it connected" >&3
+	# At least the timeout.  At most 2 s more: the close came 0.0-0.1 s
+	# late on a busy machine (measured, the watcher's own wake-up
+	# included), and 2 s is over 3 times that; a server with no timeout
+	# never closes it, and the read gives up at 5 s.
+	((waited >= 1000 && waited <= 3000))
 	printf 'still here\n' >&"$active"
 	IFS= read -r -t 2 reply <&"$active" || fail "the active client was closed"
 	assert_equal "$reply" "still here"
@@ -323,7 +330,7 @@ _new_client_served() {
 # The fix: out of descriptors, accepting pauses instead of spinning, and
 # resumes by itself once a descriptor is free again.
 check_accept_pauses() {
-	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
+	need prlimit util-linux
 	start_server "$@"
 	local fd reply
 	leave_no_descriptor
@@ -454,7 +461,7 @@ check_accept_pauses() {
 	check_syscalls_per_echo 1000 4
 }
 
-@test "10 000 connections at once on -t 2 each echo, all connected within 4 s" {
+@test "10 000 connections at once on -t 2 each echo; the listen backlog takes the burst (at least 1024)" {
 	check_many_idle 10000
 }
 

@@ -56,6 +56,22 @@ wait "${pids[@]}"
 runs=$((n * jobs))
 tests=$(grep -h '^1\.\.' "$out"/* | head -1)
 echo "step $step: $runs runs of ${tests#1..} tests matching '$regex' in $((SECONDS - start)) s"
+# A run whose TAP has no plan, a plan of no test, or fewer results than its
+# plan did not test anything it can be trusted with: that is a failure too.
+broken=0
+for f in "$out"/*; do
+	plan=$(sed -n 's/^1\.\.\([0-9]*\)$/\1/p' "$f" | head -1)
+	results=$(grep -cE '^(not )?ok [0-9]+' "$f")
+	if [[ -z $plan ]] || ((plan == 0 || results != plan)); then
+		echo "run $(basename "$f"): ${results} results for a plan of '${plan:-none}':"
+		head -20 "$f"
+		broken=$((broken + 1))
+	fi
+done
+if ((broken > 0)); then
+	echo "$broken of $runs runs reported no complete results"
+	exit 1
+fi
 failures=$(cat "$out"/* | sed -n 's/^not ok [0-9]* //p' | sort | uniq -c | sort -rn)
 if [[ -z $failures ]]; then
 	echo "0 failures"

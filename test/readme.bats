@@ -1,0 +1,21 @@
+#!/usr/bin/env bats
+# Every command the READMEs give a reader runs, verbatim (test/readme-commands.sh
+# says how, and which blocks it leaves out).  Part of make test-all.
+# bats file_tags=reference-only
+
+bats_load_library bats-support
+bats_load_library bats-assert
+
+ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+# shellcheck source=test/server.bash
+source "$ROOT/test/server.bash"
+
+@test "every command block in the READMEs works verbatim" {
+	[[ -z ${README_COMMANDS_RUNNING:-} ]] || skip "already inside the README runner"
+	run env README_COMMANDS_RUNNING=1 bash "$ROOT/test/readme-commands.sh"
+	if ((status == 77)); then
+		cannot_run "$output"
+	fi
+	echo "# $(grep -c '^ok ' <<<"$output") blocks ran, $(grep -c '^not run ' <<<"$output") not run" >&3
+	assert_success
+}
