@@ -161,7 +161,10 @@ server_stop() {
 # permission this machine lacks); under CI (.ci/run sets CI=true) fail
 # instead, so that a proof that never ran cannot count as passed.
 cannot_run() {
-	[[ ${CI:-} == true ]] && fail "cannot run under CI: $1"
+	if [[ ${CI:-} == true ]]; then
+		echo "cannot run under CI: $1" >&2
+		return 1
+	fi
 	skip "$1"
 }
 

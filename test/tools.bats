@@ -160,3 +160,55 @@ result() {
 	# few milliseconds.
 	((cpu_ms < 250))
 }
+
+# --- The test harness itself ---------------------------------------------------
+
+@test "the harness's bounded wait starts no process while it polls" {
+	need strace strace
+	strace -f -o /dev/null true 2>/dev/null ||
+		cannot_run "strace cannot trace here (ptrace is not allowed)"
+	# half a second of polling is 25 polls: a wait that forked a clock or
+	# a sleep per poll would start 25 processes or more
+	run strace -f -qq -e trace=fork,vfork,clone,clone3 -o "$BATS_TEST_TMPDIR/trace" \
+		env BATS_RUN_TMPDIR="$BATS_TEST_TMPDIR" bash -c \
+		'source "$1"; wait_until 0.5 false' _ "$ROOT/test/server.bash"
+	assert_failure 1
+	local forks
+	forks=$(grep -cE '(fork|clone3?)\(' "$BATS_TEST_TMPDIR/trace")
+	echo "# processes started by 25 polls: $forks (the FIFO it naps on: mkfifo)" >&3
+	((forks <= 2))
+}
+
+@test "teardown stops a server that ignores SIGTERM 2 s after the signal" {
+	ECHOSERVER=$BATS_TEST_TMPDIR/deaf
+	printf '%s\n' '#!/bin/bash' "trap '' TERM" 'echo "listening on 127.0.0.1:9"' \
+		'exec sleep 30' >"$ECHOSERVER"
+	chmod +x "$ECHOSERVER"
+	start_server
+	local t0 pid=$SERVER_PID
+	t0=$(now)
+	stop_all_servers
+	echo "# stopped after $(seconds_since "$t0") s: $STATUS" >&3
+	exited "$pid"
+	assert_equal "$STATUS" killed
+	# STOP_TIMEOUT (2 s), then SIGKILL; 1 s more for a busy machine
+	(($(ms_since "$t0") < 3000))
+}
+
+@test "a test that needs a missing tool skips, and fails under CI" {
+	local t=$BATS_TEST_TMPDIR/needs.bats
+	printf '%s\n' "source '$ROOT/test/server.bash'" \
+		'@test "needs a tool" { need no-such-tool-here no-such-package; }' >"$t"
+	run env -u CI bats --tap "$t"
+	assert_success
+	assert_line --partial "# skip needs no-such-tool-here"
+	run env CI=true bats --tap "$t"
+	assert_failure
+	assert_line --partial "cannot run under CI: needs no-such-tool-here"
+}
+
+@test "stress.sh fails when its runs report no results, instead of counting 0 failures" {
+	run bash "$ROOT/test/stress.sh" 2 1 'no test has this name'
+	assert_failure 1
+	assert_output --partial "1 of 1 runs reported no complete results"
+}
