@@ -736,7 +736,7 @@ check_shutdown_chatty() {
 		{
 			for ((j = 0; j < 400; j++)); do
 				printf 'chat %d\n' "$j" >&"$fd" 2>/dev/null || break
-				sleep 0.02
+				nap 0.02
 			done
 		} 3>&- &
 		BG_PIDS+=($!)

@@ -98,7 +98,7 @@ check_default_port() {
 	# sample while the load runs: the count never rises above one
 	while ! exited "$load" && ((SECONDS - start < 20)); do
 		assert_equal "$(server_threads)" 1
-		sleep 0.05
+		nap 0.05
 	done
 	wait "$load"
 }

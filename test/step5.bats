@@ -35,7 +35,7 @@ check_threads_fixed() {
 	while ! exited "$load" && ((SECONDS - start < 60)); do
 		assert_equal "$(server_threads)" $((t + 1))
 		samples=$((samples + 1))
-		sleep 0.05
+		nap 0.05
 	done
 	wait_exit "$load" 5
 	assert_equal "$STATUS" 0
@@ -198,7 +198,7 @@ expect_quiet_cpu() {
 	local t0 t1 ticks
 	ticks=$(getconf CLK_TCK)
 	t0=$(server_cpu_ticks)
-	sleep 1
+	nap 1
 	t1=$(server_cpu_ticks)
 	echo "# out of descriptors, the server used $((100 * (t1 - t0) / ticks))% CPU" >&3
 	((100 * (t1 - t0) < 20 * ticks))
@@ -257,7 +257,7 @@ check_idle_timeout() {
 		printf 'ping %d\n' "$i" >&"$active"
 		IFS= read -r -t 2 reply <&"$active" || fail "the active client lost its echo"
 		assert_equal "$reply" "ping $i"
-		sleep 0.25
+		nap 0.25
 	done
 	wait_exit "$watcher" 5
 	read -r rc closed <"$eof"
