@@ -100,8 +100,8 @@ check_strict_headers_fail() {
 # compiles through <event.h>, which in libevent 2 is a compatibility header
 # that pulls in event2/bufferevent_struct.h, and fails where the compiler
 # sees only the public event2/ headers (the Makefile's strict-headers stub).
-# The author's build is his command from comment 1, with this chapter's file
-# names and the flags pkg-config gives.
+# The author's build is the original's build line, the command comment 1 ran,
+# with this chapter's file names and the flags pkg-config gives.
 # bats test_tags=flaw,needs-source
 @test "still wrong: built the readers' way (libevent 2's event2/ public headers only) it does not compile; built the author's way (<event.h>) it does" {
 	check_strict_headers_fail "$SOURCE_DIR"
