@@ -103,7 +103,7 @@ check_strict_headers_fail() {
 # The author's build is the original's build line, the command comment 1 ran,
 # with this chapter's file names and the flags pkg-config gives.
 # bats test_tags=flaw,needs-source
-@test "still wrong: built the readers' way (libevent 2's event2/ public headers only) it does not compile; built the author's way (<event.h>) it does" {
+@test "still wrong: built the readers' way (libevent 2's event2/ public headers only) it does not compile; built the author's way (through event.h) it does" {
 	check_strict_headers_fail "$SOURCE_DIR"
 	local cflags libs
 	cflags=$(pkg-config --cflags libevent)
