@@ -145,3 +145,49 @@ anchors() {
 	done
 	((checked >= 10)) || fail "only $checked links to headings checked"
 }
+
+# A README names its tests in italics and quotes, *"like this"*, sometimes
+# shortened: every name it gives must be a test's, so that renaming a test
+# cannot leave a README pointing at nothing.
+@test "every test a README names in quotes is a test that exists" {
+	cd "$ROOT"
+	local readme
+	sed -n 's/^@test "\(.*\)" {$/\1/p' test/*.bats >"$BATS_TEST_TMPDIR/names"
+	for readme in README.md step*/README.md; do
+		awk '/<!-- (diff|patch):begin/ { gen = 1 }
+			/<!-- (diff|patch):end/ { gen = 0; next }
+			/^```/ { code = !code; next } !gen && !code' "$readme" |
+			tr '\n' ' ' | tr -s ' ' |
+			sed 's/\*\*"/@@"/g; s/"\*\*/"@@/g' | grep -oE '\*"[^"]+"\*' |
+			sed "s|^|$readme: |"
+	done >"$BATS_TEST_TMPDIR/quoted"
+	# A quote is the start of a test's name (most are the whole name); where
+	# it leaves words out ("…") the pieces it keeps come in the name in
+	# order, and the name starts with its first piece unless "…" stands there.
+	run awk 'NR == FNR { names[++n] = $0; next }
+		{
+			q = $0; sub(/^[^:]*: \*"/, "", q); sub(/"\*$/, "", q)
+			gsub(/`/, "", q)
+			k = split(q, pieces, "…"); found = 0
+			for (i = 1; i <= n && !found; i++) {
+				rest = names[i]; found = 1
+				for (j = 1; j <= k; j++) {
+					p = pieces[j]; gsub(/^ +| +$/, "", p)
+					if (p == "") continue
+					at = index(rest, p)
+					if (at == 0 || (j == 1 && at != 1)) {
+						found = 0; break
+					}
+					rest = substr(rest, at + length(p))
+				}
+			}
+			checked++
+			if (!found) print "no such test: " $0
+		}
+		END { print checked " test names checked" }' \
+		"$BATS_TEST_TMPDIR/names" "$BATS_TEST_TMPDIR/quoted"
+	assert_success
+	refute_line --partial "no such test"
+	echo "# ${lines[-1]}" >&3
+	(($(awk '{ print $1 }' <<<"${lines[-1]}") >= 50))
+}
