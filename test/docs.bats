@@ -70,3 +70,114 @@ ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 	run grep -l "FLAW" step5-per-thread-base/*.[ch]
 	assert_failure
 }
+
+# A reader of the tutorial cannot see the project's issue tracker, so nothing
+# in it may send them there: a figure names the command that measured it and
+# the date instead.  It flags "issue" or "ticket" or "bug" or "PR" followed
+# by a number, "the tracker" and its kin, a "#" and a number standing alone
+# in prose, and links to issues or pull requests.  A line that names libevent
+# may cite libevent's own issues (the sanitizer suppressions do).  This file
+# is left out: it has to name what it looks for.
+@test "no README, code comment, test or script refers to the issue tracker" {
+	cd "$ROOT"
+	local files=() hits
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		mapfile -t files < <(git ls-files)
+	else
+		mapfile -t files < <(find . -type f ! -path './.git/*' \
+			! -path './test/stages/*' | sed 's|^\./||')
+	fi
+	((${#files[@]} > 10)) || fail "found only ${#files[@]} files to scan"
+	hits=$(printf '%s\0' "${files[@]}" | grep -zv '^test/docs\.bats$' |
+		xargs -0 grep -n -I -i -E \
+			-e '\b(issue|ticket|bug|pr|pull request)s? *#?[0-9]+' \
+			-e '\b(the|our|issue|bug|project.s) tracker\b' \
+			-e '(^|[[:space:](])#[0-9]+([[:space:]).,;:]|$)' \
+			-e 'github\.com/[^[:space:]]+/(issues|pull)/' |
+		grep -v -i 'libevent' || true)
+	[[ -z $hits ]] || fail "these lines refer to the issue tracker:"$'\n'"$hits"
+}
+
+# anchors FILE: the anchors GitHub makes for FILE's headings (outside code
+# blocks): lower case, punctuation dropped, spaces made hyphens, and a
+# repeated heading numbered -1, -2, ...
+anchors() {
+	awk '/^```/ { code = !code; next }
+		!code && /^#+ / {
+			h = tolower($0); sub(/^#+ /, "", h)
+			gsub(/[^a-z0-9 _-]/, "", h); gsub(/ /, "-", h)
+			if (h in seen) { n = ++seen[h]; h = h "-" n } else seen[h] = 0
+			print h
+		}' "$1"
+}
+
+# The contents lists and the links between chapters go to headings that exist.
+@test "every link to a heading of a README leads to a heading that exists" {
+	cd "$ROOT"
+	local readme link target file anchor checked=0
+	for readme in README.md step*/README.md; do
+		while IFS= read -r link; do
+			target=${link#*](}
+			target=${target%)}
+			file=${target%%#*}
+			anchor=${target#*#}
+			if [[ -z $file ]]; then
+				file=$readme
+			else
+				file=$(dirname "$readme")/$file
+			fi
+			[[ -f $file ]] || fail "$readme links to $target: no such file"
+			anchors "$file" | grep -qxF -- "$anchor" ||
+				fail "$readme links to $target: $file has no heading with that anchor"
+			checked=$((checked + 1))
+		done < <(awk '/^```/ { code = !code; next } !code' "$readme" |
+			grep -oE '\]\([^) ]*#[^) ]+\)')
+	done
+	((checked >= 10)) || fail "only $checked links to headings checked"
+}
+
+# A README names its tests in italics and quotes, *"like this"*, sometimes
+# shortened: every name it gives must be a test's, so that renaming a test
+# cannot leave a README pointing at nothing.
+@test "every test a README names in quotes is a test that exists" {
+	cd "$ROOT"
+	local readme
+	sed -n 's/^@test "\(.*\)" {$/\1/p' test/*.bats >"$BATS_TEST_TMPDIR/names"
+	for readme in README.md step*/README.md; do
+		awk '/<!-- (diff|patch):begin/ { gen = 1 }
+			/<!-- (diff|patch):end/ { gen = 0; next }
+			/^```/ { code = !code; next } !gen && !code' "$readme" |
+			tr '\n' ' ' | tr -s ' ' |
+			sed 's/\*\*"/@@"/g; s/"\*\*/"@@/g' | grep -oE '\*"[^"]+"\*' |
+			sed "s|^|$readme: |"
+	done >"$BATS_TEST_TMPDIR/quoted"
+	# A quote is the start of a test's name (most are the whole name); where
+	# it leaves words out ("…") the pieces it keeps come in the name in
+	# order, and the name starts with its first piece unless "…" stands there.
+	run awk 'NR == FNR { names[++n] = $0; next }
+		{
+			q = $0; sub(/^[^:]*: \*"/, "", q); sub(/"\*$/, "", q)
+			gsub(/`/, "", q)
+			k = split(q, pieces, "…"); found = 0
+			for (i = 1; i <= n && !found; i++) {
+				rest = names[i]; found = 1
+				for (j = 1; j <= k; j++) {
+					p = pieces[j]; gsub(/^ +| +$/, "", p)
+					if (p == "") continue
+					at = index(rest, p)
+					if (at == 0 || (j == 1 && at != 1)) {
+						found = 0; break
+					}
+					rest = substr(rest, at + length(p))
+				}
+			}
+			checked++
+			if (!found) print "no such test: " $0
+		}
+		END { print checked " test names checked" }' \
+		"$BATS_TEST_TMPDIR/names" "$BATS_TEST_TMPDIR/quoted"
+	assert_success
+	refute_line --partial "no such test"
+	echo "# ${lines[-1]}" >&3
+	(($(awk '{ print $1 }' <<<"${lines[-1]}") >= 50))
+}

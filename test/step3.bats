@@ -96,6 +96,26 @@ check_strict_headers_fail() {
 	check_strict_headers_fail "$SOURCE_DIR"
 }
 
+# F1 and the author's reply ("never encountered any errors"): the same source
+# compiles through <event.h>, which in libevent 2 is a compatibility header
+# that pulls in event2/bufferevent_struct.h, and fails where the compiler
+# sees only the public event2/ headers (the Makefile's strict-headers stub).
+# The author's build is the original's build line, the command comment 1 ran,
+# with this chapter's file names and the flags pkg-config gives.
+# bats test_tags=flaw,needs-source
+@test "still wrong: built the readers' way (libevent 2's event2/ public headers only) it does not compile; built the author's way (through event.h) it does" {
+	check_strict_headers_fail "$SOURCE_DIR"
+	local cflags libs
+	cflags=$(pkg-config --cflags libevent)
+	libs=$(pkg-config --libs libevent)
+	# shellcheck disable=SC2086 # pkg-config's flags are words
+	run "${CC:-cc}" $cflags -o "$BATS_TEST_TMPDIR/echoserver_threaded" \
+		"$SOURCE_DIR/echoserver.c" "$SOURCE_DIR/workqueue.c" $libs -lpthread
+	assert_success
+	run "$BATS_TEST_TMPDIR/echoserver_threaded" -h
+	assert_output --partial "usage: echoserver"
+}
+
 # What is still wrong (c): the work queue is chapter 2's, shutdown and all.
 # bats test_tags=flaw,needs-demo
 @test "still wrong: the work queue's shutdown leaves all 4 idle workers alive" {
