@@ -225,7 +225,7 @@ _logged() {
 		f6_build "$dir" "$BATS_TEST_TMPDIR/state$k"
 		mkdir -p "$BATS_TEST_TMPDIR/hunt$k"
 		f6_hunt "$F6_ATTEMPTS" "$F6_SECONDS" "$BATS_TEST_TMPDIR/hunt$k" \
-			"$BATS_TEST_TMPDIR/state$k/echoserver" -t 2
+			"$BATS_TEST_TMPDIR/state$k/echoserver" -t 8
 		[[ -z $F6_ERROR ]] || fail "state $k: $F6_ERROR"
 		if ((k == 4)); then
 			((F6_HUNG)) || fail "state 4: no hang in $F6_TRIES attempts"
