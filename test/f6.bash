@@ -33,9 +33,11 @@ F6_SECONDS=180
 # Stop at the first server that has not exited F6_EXIT_BOUND s after the
 # signal: print its threads' stacks (gdb, else each thread's wchan) to
 # DIR/stacks, then kill it.  Every server the function starts is gone when
-# it returns.  Sets F6_TRIES (attempts made), F6_HUNG (1 if a server hung,
-# else 0), F6_PID (the hung server's process id), F6_SLOWEST (the slowest exit, in seconds), F6_STATUSES (the exit
-# statuses seen, each once) and F6_ERROR (why it stopped early, if it did).
+# it returns; while one runs it is in SERVER_PIDS, so that a test stopped
+# half-way stops it in teardown.  Sets F6_TRIES (attempts made), F6_HUNG (1
+# if a server hung, else 0), F6_PID (the hung server's process id),
+# F6_SLOWEST (the slowest exit, in seconds), F6_STATUSES (the exit statuses
+# seen, each once) and F6_ERROR (why it stopped early, if it did).
 f6_hunt() {
 	local attempts=$1 end=$((EPOCHSECONDS + $2)) dir=$3 churner start pid
 	local status lines line fifo=$3/churn
@@ -55,6 +57,7 @@ f6_hunt() {
 			return 0
 		fi
 		pid=$SERVER_PID
+		SERVER_PIDS+=("$pid")
 		# At most 5 s of connections, 100 000 of them: the client ends
 		# by itself even if nothing stops it.  Its line after its first
 		# 100 connections comes through a pipe the test reads at once:
@@ -69,19 +72,20 @@ f6_hunt() {
 			F6_ERROR="attempt $F6_TRIES: the client never got going: $line $(cat "$dir/churn.err")"
 			exec {lines}<&-
 			_f6_kill "$churner"
-			_f6_kill "$pid"
+			_f6_stop "$pid"
 			return 0
 		fi
 		exec {lines}<&-
 		if exited "$pid"; then
 			F6_ERROR="attempt $F6_TRIES: the server exited before the signal: $(cat "$dir/f6.err")"
 			_f6_kill "$churner"
-			_f6_kill "$pid"
+			_f6_stop "$pid"
 			return 0
 		fi
 		start=$(now)
-		kill -INT "$pid"
+		kill -INT "$pid" 2>/dev/null || true
 		if server_wait "$pid" "$F6_EXIT_BOUND" 2>/dev/null; then
+			unset 'SERVER_PIDS[-1]'
 			_f6_kill "$churner"
 			status=$STATUS
 			[[ " $F6_STATUSES " == *" $status "* ]] ||
@@ -95,17 +99,23 @@ f6_hunt() {
 		echo "attempt $F6_TRIES: the server (pid $pid) has not" \
 			"exited $(seconds_since "$start") s after SIGINT" >"$dir/stacks"
 		f6_stacks "$pid" >>"$dir/stacks" 2>&1
-		_f6_kill "$pid"
+		_f6_stop "$pid"
 		return 0
 	done
 }
 
-# _f6_kill PID: end PID at once (SIGKILL: a deadlocked server ignores no
-# signal, but its handler waits for ever) and reap it.
+# _f6_kill PID: end PID at once and reap it.
 _f6_kill() {
-	[[ -n $1 ]] || return 0
 	kill -KILL "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
+}
+
+# _f6_stop PID: the same for the server, the last in SERVER_PIDS: SIGKILL,
+# since a deadlocked server has taken SIGTERM already, and its handler waits
+# for ever.
+_f6_stop() {
+	_f6_kill "$1"
+	unset 'SERVER_PIDS[-1]'
 }
 
 # f6_stacks PID: every thread's stack, from gdb (60 s at most: attaching and
@@ -164,22 +174,22 @@ f6_show() {
 # sighandler() and killServer(), and the first frame waits for a lock.
 # Without gdb: the main thread sleeps in a futex wait (wchan).
 f6_assert_stuck_in_handler() {
-	local trace
-	trace=$(f6_show "$1")
+	local trace handler
 	if ! grep -q '^Thread ' "$1/stacks"; then
 		grep -qE "^thread $F6_PID: wchan .*futex" "$1/stacks" ||
 			fail "the main thread is not in a futex wait: $(cat "$1/stacks")"
 		return 0
 	fi
-	trace=$(sed -n '/<signal handler called>/q;p' <<<"$trace")
+	trace=$(f6_show "$1")
 	[[ $trace == *"#0 "* ]] ||
 		fail "no main thread (LWP $F6_PID) in the trace: $(cat "$1/stacks")"
-	grep -q '<signal handler called>' <(f6_show "$1") ||
+	[[ $trace == *"<signal handler called>"* ]] ||
 		fail "the main thread is not in a signal handler: $trace"
-	grep -q ' sighandler ' <<<"$trace" ||
+	handler=$(sed -n '/<signal handler called>/q;p' <<<"$trace")
+	grep -q ' sighandler ' <<<"$handler" ||
 		fail "no sighandler() above the signal frame: $trace"
-	grep -q ' killServer ' <<<"$trace" ||
+	grep -q ' killServer ' <<<"$handler" ||
 		fail "no killServer() above the signal frame: $trace"
-	grep -qE 'lll_lock_wait|pthread_mutex_lock|malloc|calloc|futex_wait' <<<"$trace" ||
+	grep -qE 'lll_lock_wait|pthread_mutex_lock|malloc|calloc' <<<"$handler" ||
 		fail "the handler waits for no lock: $trace"
 }
