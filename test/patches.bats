@@ -211,8 +211,8 @@ _logged() {
 	assert_line "server: status 0"
 }
 
-# Patch 5 also ends the deadlock that chapter 3's step-3 test provokes (see
-# test/f6.bash): the same attempts, each a SIGINT sent while a client
+# Patch 5 also ends the deadlock that chapter 3's still-wrong test provokes
+# (test/f6.bash): the same attempts, each a SIGINT sent while a client
 # churns connections, find a server hung in its handler before the patch
 # and none after it.
 @test "chapter 4, patch 5: with signals taken as libevent events no signal handler makes unsafe calls (ThreadSanitizer), and a signal that lands while the server accepts no longer hangs it" {
