@@ -72,6 +72,8 @@ missing() {
 		have prlimit || need+=(util-linux)
 		# chapter 5 counts its system calls per echo
 		have strace || need+=(strace)
+		# chapter 3's hung server shows its threads' stacks (f6.bash)
+		have gdb || need+=(gdb)
 	fi
 	if [[ $want == check ]]; then
 		have clang || need+=(clang)

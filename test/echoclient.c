@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <netinet/in.h>
 
@@ -92,6 +93,61 @@ dial(void)
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
 		err(1, "fcntl");
 	return fd;
+}
+
+/*
+ * Up to n times, until the deadline or until the server refuses: connect,
+ * send a byte and reset, so that the server is kept accepting and no
+ * connection is left in TIME_WAIT.  Print the count once after 100
+ * connections (the server is busy accepting) and at the end.
+ */
+static void
+churn(size_t n, long deadline)
+{
+	struct addrinfo hints, *ai;
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+	size_t i;
+	int fd, rc, e;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0)
+		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
+	for (i = 0; i < n && now_ms() < deadline; i++) {
+		if (i == 100) {
+			printf("churning: %zu connections\n", i);
+			fflush(stdout);
+		}
+		if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
+			err(1, "socket");
+		/*
+		 * A server that has stopped accepting leaves connect() waiting
+		 * once its backlog is full: the timeout bounds each wait.
+		 */
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) ==
+			    -1 ||
+		    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) ==
+			    -1)
+			err(1, "setsockopt");
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+			/* The server has gone, or stopped accepting. */
+			if ((e = errno) != ECONNREFUSED && e != EINPROGRESS &&
+			    e != EAGAIN)
+				err(1, "connect to %s port %s", addr, port);
+			close(fd);
+			if (e == ECONNREFUSED)
+				break;
+			continue;
+		}
+		if (write(fd, "x", 1) == -1 && errno != ECONNRESET &&
+		    errno != EPIPE)
+			err(1, "write");
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	printf("churned: %zu connections\n", i);
 }
 
 /* Send what the socket takes now; return the number of bytes sent. */
@@ -356,6 +412,8 @@ usage(int status)
 		"  idle N           open N connections, echo a line on each,\n"
 		"                   keep them until a line arrives on stdin\n"
 		"  rst BYTES        send, then reset without reading\n"
+		"  churn N          N times: connect, send a byte, reset;\n"
+		"                   stop early when the server refuses\n"
 		"Exit status: 0 every byte came back, 1 a mismatch, lost\n"
 		"bytes or an error, 2 a usage error, 3 a timeout.\n");
 	exit(status);
@@ -428,6 +486,13 @@ main(int argc, char *argv[])
 	if (argc < 2) {
 		warnx("no mode, or no size after it");
 		usage(2);
+	}
+	if (strcmp(argv[0], "churn") == 0) {
+		/* one connection at a time, none of them checked */
+		signal(SIGPIPE, SIG_IGN);
+		churn((size_t)size_arg("churn", argv[1], MAX_CONNS),
+		      now_ms() + timeout_ms);
+		return 0;
 	}
 	if (strcmp(argv[0], "stream") == 0)
 		mode = STREAM;

@@ -10,6 +10,8 @@ bats_load_library bats-assert
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 # shellcheck source=test/server.bash
 source "$ROOT/test/server.bash"
+# shellcheck source=test/f6.bash
+source "$ROOT/test/f6.bash"
 
 # stage STEP K: build the state after patch K of chapter STEP (once per
 # file) and print its directory.
@@ -209,8 +211,33 @@ _logged() {
 	assert_line "server: status 0"
 }
 
-@test "chapter 4, patch 5: with signals taken as libevent events no signal handler makes unsafe calls (ThreadSanitizer)" {
+# Patch 5 also ends the deadlock that chapter 3's still-wrong test provokes
+# (test/f6.bash): the same attempts, each a SIGINT sent while a client
+# churns connections, find a server hung in its handler before the patch
+# and none after it.
+@test "chapter 4, patch 5: with signals taken as libevent events no signal handler makes unsafe calls (ThreadSanitizer), and a signal that lands while the server accepts no longer hangs it" {
 	flips_back 4 5 step3.bats "the signal handler makes calls that are not async-signal-safe"
+	local k dir
+	ECHOCLIENT=$ROOT/test/echoclient
+	make -s -C "$ROOT" test/echoclient >&2
+	for k in 4 5; do
+		dir=$(stage 4 "$k") || fail "state $k of chapter 4 does not build"
+		f6_build "$dir" "$BATS_TEST_TMPDIR/state$k"
+		mkdir -p "$BATS_TEST_TMPDIR/hunt$k"
+		f6_hunt "$F6_ATTEMPTS" "$F6_SECONDS" "$BATS_TEST_TMPDIR/hunt$k" \
+			"$BATS_TEST_TMPDIR/state$k/echoserver" -t 8
+		[[ -z $F6_ERROR ]] || fail "state $k: $F6_ERROR"
+		if ((k == 4)); then
+			((F6_HUNG)) || fail "state 4: no hang in $F6_TRIES attempts"
+			f6_show "$BATS_TEST_TMPDIR/hunt4" | sed 's/^/# state 4: /' >&3
+			f6_assert_stuck_in_handler "$BATS_TEST_TMPDIR/hunt4"
+		else
+			echo "# state 5: $F6_TRIES attempts, none hung; the slowest exit took ${F6_SLOWEST}s; exit statuses: $F6_STATUSES" >&3
+			((!F6_HUNG)) || fail "state 5 hung: $(f6_show "$BATS_TEST_TMPDIR/hunt5")"
+			assert_equal "$F6_TRIES" "$F6_ATTEMPTS"
+			assert_equal "$F6_STATUSES" 0
+		fi
+	done
 }
 
 @test "chapter 4, patch 6: with SO_REUSEADDR before bind() a restart right after a shutdown binds the same port" {
