@@ -4,7 +4,8 @@
 #
 #   build  `make`: a C compiler, make, pkg-config, libevent 2.1
 #   run    `make run`: that, and socat to try the server by hand
-#   test   `make test`: that, and Bats, socat, iproute2, util-linux, strace
+#   test   `make test`: that, and Bats, socat, iproute2, util-linux, strace,
+#          gdb
 #   check  `make check` and `make deps`: that, and clang with its sanitizer
 #          runtime, clang-format, cppcheck, valgrind, shellcheck
 #
