@@ -4,6 +4,8 @@ STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
 LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
 TOOLS := test/echoclient test/loadgen test/epoll_echo
+# The exercise checks load it into a program to make a race happen every time.
+TOOLS += test/racehook.so
 BATS_FLAGS ?=
 TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/docs.bats test/grade.bats test/patches.bats test/solutions.bats)
 
@@ -21,8 +23,12 @@ help:
 	@echo "make run          build and run the final server ($(LAST)) on port $(ECHO_PORT)"
 	@echo "make test         run every chapter's tests; STEP=N for one chapter"
 	@echo "make grade STEP=N DIR=path   grade a student's chapter N in path:"
-	@echo "                  a table and a score; EXERCISES=1 adds the exercise"
-	@echo "                  checks, FORMAT=junit|tap OUT=dir writes a report"
+	@echo "                  a table and a score; EXERCISES=1 grades the"
+	@echo "                  exercises too, FORMAT=junit|tap|gradescope OUT=dir"
+	@echo "                  writes a report (batch scripts: bash test/grade.sh)"
+	@echo "make grade-class STEP=N SUBMISSIONS=dir   grade every student's"
+	@echo "                  directory in dir in parallel: OUT/grades.csv"
+	@echo "make handout STEP=N   the lab archive for chapter N, tested"
 	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
 	@echo "make diff STEP=N PATCH=K   show patch K of chapter N's series"
 	@echo "make stage STEP=N N=K  build chapter N as it is after its patch K"
@@ -43,10 +49,32 @@ run: deps-run all
 test: deps-test all $(TOOLS)
 	bats $(BATS_FLAGS) $(TEST_FILES)
 
+# A make variable as one shell word, whatever it holds (Jane Doe's lab).
+shell_word = '$(subst ','\'',$(1))'
+
 # Grade a student's chapter: test/grade.sh says what it runs and leaves out.
-grade: deps-test test/echoclient
+# Its exit status says what happened (0 passed, 1 a test failed, 2 a broken
+# submission, 3 misuse), but make exits 2 whenever a recipe fails, whatever
+# its status: the recipe prints it, and a batch script runs test/grade.sh.
+grade: deps-test test/echoclient test/racehook.so
 	@test -n "$(STEP)" -a -n "$(DIR)" || { echo "usage: make grade STEP=N DIR=path/to/student/stepN"; exit 2; }
-	bash test/grade.sh '$(STEP)' '$(DIR)'
+	@bash test/grade.sh $(call shell_word,$(STEP)) $(call shell_word,$(DIR)); rc=$$?; \
+	case $$rc in 0) ;; 1) what="a test failed" ;; 2) what="the submission is broken" ;; \
+	3) what="the grader was misused" ;; *) what="unexpected" ;; esac; \
+	test $$rc = 0 || echo "grade: exit status $$rc ($$what); make reports any failure as 2: run bash test/grade.sh to get the status itself" >&2; \
+	exit $$rc
+
+# Grade every student's directory under SUBMISSIONS, in parallel: a CSV and
+# each student's report in OUT (test/grade-class.sh).
+grade-class: deps-test test/echoclient test/racehook.so
+	@test -n "$(STEP)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade-class STEP=N SUBMISSIONS=dir [OUT=dir] [JOBS=n]"; exit 2; }
+	@bash test/grade-class.sh $(call shell_word,$(STEP)) $(call shell_word,$(SUBMISSIONS)) $(call shell_word,$(or $(OUT),grades-step$(STEP)))
+
+# The lab for chapter STEP: chapters 1 to STEP and test/ without the worked
+# solutions and wrong answers, proven to test and grade on their own.
+handout:
+	@test -n "$(STEP)" || { echo "usage: make handout STEP=N [OUT=labN.tar.gz]"; exit 2; }
+	@bash test/handout.sh $(call shell_word,$(STEP)) $(call shell_word,$(or $(OUT),lab$(STEP).tar.gz))
 
 test/%: test/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
@@ -56,6 +84,9 @@ test/echoclient test/loadgen: test/tools.h
 
 readme-diffs:
 	bash test/readme-diffs.sh
+
+test/racehook.so: test/racehook.c
+	$(CC) $(TOOL_CFLAGS) -U_POSIX_C_SOURCE -fPIC -shared -o $@ $< -ldl
 
 # The reference server runs one epoll loop per thread.
 test/epoll_echo: TOOL_CFLAGS += -pthread
@@ -104,4 +135,5 @@ deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
 .PHONY: all help run test diff stage readme-diffs check bench clean deps stress grade \
+	grade-class handout \
 	have-build-deps deps-run deps-test deps-check
