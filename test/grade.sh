@@ -163,6 +163,7 @@ gradescope_report() {
 		/^(not )?ok [0-9]+ / {
 			flush()
 			line = $0; outp = ""
+			sub(/ # in [0-9]+ ?ms$/, "", line)
 			if (line ~ /^not ok/) {
 				sub(/^not ok [0-9]+ /, "", line); status = "failed"; score = 0; max = 1; failed++
 			} else if (line ~ / # skip/) {
@@ -264,6 +265,8 @@ awk -v rc="$rc" '
 	/^1\.\.[0-9]+$/ { planned = substr($0, 4) }
 	/^(not )?ok [0-9]+ / {
 		line = $0
+		# a report formatter turns the timing on: not part of the name
+		sub(/ # in [0-9]+ ?ms$/, "", line)
 		result = "pass"
 		if (line ~ /^not ok/) { result = "FAIL"; failed++; sub(/^not ok [0-9]+ /, "", line) }
 		else { sub(/^ok [0-9]+ /, "", line) }
