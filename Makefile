@@ -4,14 +4,17 @@ STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
 LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
 TOOLS := test/echoclient test/loadgen test/epoll_echo
+# The exercise checks load it into a program to make a race happen every time.
+TOOLS += test/racehook.so
 BATS_FLAGS ?=
 # make test: every chapter's behaviour, the tools, grading and the docs'
 # quick checks, what a learner runs after a change.  make test-all adds the
 # proofs of the tutorial itself, which take longer: each patch flips its
-# claim, each worked solution flips its check, every README command runs,
-# and a short stress run of the threaded chapters.
+# claim, each worked solution flips its check and each wrong answer fails
+# it, a handout works on its own, every README command runs, and a short
+# stress run of the threaded chapters.
 TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/grade.bats test/docs.bats)
-PROOF_FILES := test/patches.bats test/solutions.bats test/readme.bats
+PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/handout.bats test/readme.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
@@ -29,8 +32,12 @@ help:
 	@echo "make test-all     make test, then the proofs: every patch, solution and"
 	@echo "                  README command, and a short stress run"
 	@echo "make grade STEP=N DIR=path   grade a student's chapter N in path:"
-	@echo "                  a table and a score; EXERCISES=1 adds the exercise"
-	@echo "                  checks, FORMAT=junit|tap OUT=dir writes a report"
+	@echo "                  a table and a score; EXERCISES=1 grades the"
+	@echo "                  exercises too, FORMAT=junit|tap|gradescope OUT=dir"
+	@echo "                  writes a report (batch scripts: bash test/grade.sh)"
+	@echo "make grade-class STEP=N SUBMISSIONS=dir   grade every student's"
+	@echo "                  directory in dir in parallel: OUT/grades.csv"
+	@echo "make handout STEP=N   the lab archive for chapter N, tested"
 	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
 	@echo "make diff STEP=N PATCH=K   show patch K of chapter N's series"
 	@echo "make stage STEP=N N=K  build chapter N as it is after its patch K"
@@ -58,10 +65,32 @@ proofs: deps-test all $(TOOLS)
 	@bash test/run-bats.sh $(BATS_FLAGS) $(PROOF_FILES)
 	@for s in 4 5; do bash test/stress.sh $$s 2 || exit 1; done
 
+# A make variable as one shell word, whatever it holds (Jane Doe's lab).
+shell_word = '$(subst ','\'',$(1))'
+
 # Grade a student's chapter: test/grade.sh says what it runs and leaves out.
-grade: deps-test test/echoclient
+# Its exit status says what happened (0 passed, 1 a test failed, 2 a broken
+# submission, 3 misuse), but make exits 2 whenever a recipe fails, whatever
+# its status: the recipe prints it, and a batch script runs test/grade.sh.
+grade: deps-test test/echoclient test/racehook.so
 	@test -n "$(STEP)" -a -n "$(DIR)" || { echo "usage: make grade STEP=N DIR=path/to/student/stepN"; exit 2; }
-	bash test/grade.sh '$(STEP)' '$(DIR)'
+	@bash test/grade.sh $(call shell_word,$(STEP)) $(call shell_word,$(DIR)); rc=$$?; \
+	case $$rc in 0) ;; 1) what="a test failed" ;; 2) what="the submission is broken" ;; \
+	3) what="the grader was misused" ;; *) what="unexpected" ;; esac; \
+	test $$rc = 0 || echo "grade: exit status $$rc ($$what); make reports any failure as 2: run bash test/grade.sh to get the status itself" >&2; \
+	exit $$rc
+
+# Grade every student's directory under SUBMISSIONS, in parallel: a CSV and
+# each student's report in OUT (test/grade-class.sh).
+grade-class: deps-test test/echoclient test/racehook.so
+	@test -n "$(STEP)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade-class STEP=N SUBMISSIONS=dir [OUT=dir] [JOBS=n]"; exit 2; }
+	@bash test/grade-class.sh $(call shell_word,$(STEP)) $(call shell_word,$(SUBMISSIONS)) $(call shell_word,$(or $(OUT),grades-step$(STEP)))
+
+# The lab for chapter STEP: chapters 1 to STEP and test/ without the worked
+# solutions and wrong answers, proven to test and grade on their own.
+handout:
+	@test -n "$(STEP)" || { echo "usage: make handout STEP=N [OUT=labN.tar.gz]"; exit 2; }
+	@bash test/handout.sh $(call shell_word,$(STEP)) $(call shell_word,$(or $(OUT),lab$(STEP).tar.gz))
 
 test/%: test/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
@@ -71,6 +100,9 @@ test/echoclient test/loadgen: test/tools.h
 
 readme-diffs:
 	bash test/readme-diffs.sh
+
+test/racehook.so: test/racehook.c
+	$(CC) $(TOOL_CFLAGS) -U_POSIX_C_SOURCE -fPIC -shared -o $@ $< -ldl
 
 # The reference server runs one epoll loop per thread.
 test/epoll_echo: TOOL_CFLAGS += -pthread
@@ -119,4 +151,5 @@ deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
 .PHONY: all help run test test-all proofs diff stage readme-diffs check bench clean deps stress grade \
+	grade-class handout \
 	have-build-deps deps-run deps-test deps-check

@@ -6,7 +6,7 @@
  * worker threads that still exist afterwards.  Each other mode shows one
  * behaviour: -b jobs run in parallel, -c jobs can add jobs, -s what shutdown
  * does with jobs still queued, -o the order queued jobs run in, -f what a
- * failed workqueue_init() leaves behind.
+ * failed workqueue_init() leaves behind; -i how much CPU idle workers burn.
  */
 
 #include <sys/resource.h>
@@ -27,6 +27,12 @@
 /* How long the demo waits for its jobs, and for workers to exit. */
 #define JOBS_TIMEOUT_MS 10000
 #define GRACE_MS	200
+/*
+ * -i: how long the workers are left with nothing to do before the shutdown.
+ * A worker asleep on the condition variable uses no CPU meanwhile; one that
+ * polls uses all it gets, even on a busy machine.
+ */
+#define IDLE_MS 500
 /*
  * -s: how long to wait for workqueue_shutdown() to return while every worker
  * is held in a job, and then for the queued jobs to run.  A shutdown that
@@ -199,6 +205,17 @@ count_threads(void)
 	return n;
 }
 
+/* The CPU time this process has used, in milliseconds. */
+static double
+cpu_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == -1)
+		err(1, "clock_gettime");
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
 /* The threads besides main() left after a grace period for leaving ones. */
 static int
 threads_left(void)
@@ -240,7 +257,7 @@ run_failed_init(struct workqueue *workqueue, int nworkers, int nstart)
 	struct rlimit old, lim;
 	pthread_attr_t attr;
 	size_t stack, guard;
-	int rc;
+	int rc, nleft;
 
 	if ((rc = pthread_attr_init(&attr)) != 0 ||
 	    (rc = pthread_attr_getstacksize(&attr, &stack)) != 0)
@@ -259,10 +276,12 @@ run_failed_init(struct workqueue *workqueue, int nworkers, int nstart)
 	rc = workqueue_init(workqueue, nworkers);
 	if (setrlimit(RLIMIT_AS, &old) == -1)
 		err(1, "setrlimit");
+	/* Counted at once: the workers it started must be gone by now. */
+	nleft = count_threads() - 1;
 	if (rc == 0)
 		errx(1, "workqueue_init did not fail: the limit did not stop "
 			"pthread_create");
-	printf("workers alive after failed init: %d\n", threads_left());
+	printf("workers alive after failed init: %d\n", nleft);
 	return 0;
 }
 
@@ -287,7 +306,7 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-		"usage: workqueue_demo [-bchos] [-f started] [-j jobs] "
+		"usage: workqueue_demo [-bchios] [-f started] [-j jobs] "
 		"[-w workers]\n"
 		"  -w workers  worker threads, 1..1000 (default 4)\n"
 		"  -j jobs     jobs to run, 1..1000000 (default 1000)\n"
@@ -303,8 +322,12 @@ usage(void)
 		"  -f started  let only that many threads start (fewer than "
 		"workers) and\n"
 		"              count the threads the failed init leaves\n"
+		"  -i          leave the workers idle for a while before the "
+		"shutdown and\n"
+		"              print the CPU time they used meanwhile\n"
 		"  -h          show this help\n"
-		"At most one of -b, -c, -s, -o and -f.\n");
+		"At most one of -b, -c, -s, -o and -f; -i with none of "
+		"them.\n");
 }
 
 /* Parse the options, run the chosen mode, report what is left. */
@@ -316,10 +339,11 @@ main(int argc, char *argv[])
 	struct demo_job *jobs;
 	pthread_t thread;
 	int ch, i, rc, nworkers = 4, njobs = 1000, nstart = 0, total, first;
-	int barrier = 0, children = 0, drop = 0, order = 0, wflag = 0;
+	int barrier = 0, children = 0, drop = 0, order = 0, wflag = 0, idle = 0;
+	double cpu0;
 	int bad = 0;
 
-	while ((ch = getopt(argc, argv, "bcf:hj:osw:")) != -1) {
+	while ((ch = getopt(argc, argv, "bcf:hij:osw:")) != -1) {
 		switch (ch) {
 		case 'b':
 			barrier = 1;
@@ -338,6 +362,9 @@ main(int argc, char *argv[])
 		case 'h':
 			usage();
 			return 0;
+		case 'i':
+			idle = 1;
+			break;
 		case 'j':
 			if ((njobs = parse_count(optarg, 1000000)) == -1) {
 				warnx("invalid job count: %s", optarg);
@@ -371,6 +398,11 @@ main(int argc, char *argv[])
 	}
 	if (barrier + children + drop + order + (nstart > 0) > 1) {
 		warnx("choose at most one of -b, -c, -s, -o and -f");
+		usage();
+		return 2;
+	}
+	if (idle && barrier + children + drop + order + (nstart > 0) > 0) {
+		warnx("-i goes with none of -b, -c, -s, -o and -f");
 		usage();
 		return 2;
 	}
@@ -461,6 +493,14 @@ main(int argc, char *argv[])
 				      jobs[i].runs);
 				bad = 1;
 			}
+		}
+		if (idle) {
+			cpu0 = cpu_ms();
+			nanosleep(&(struct timespec){IDLE_MS / 1000,
+						     IDLE_MS % 1000 * 1000000},
+				  NULL);
+			printf("cpu while idle: %.0f ms in %d ms\n",
+			       cpu_ms() - cpu0, IDLE_MS);
 		}
 		workqueue_shutdown(&workqueue);
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # The exercises of chapters 1 to 5: every one has a check (a test named
 # "exercise K: ..." in test/stepN.bats, tagged exercise) and a worked solution
-# (test/solutions/stepN-exK.patch), and every check fails on its chapter's
+# (test/solutions/stepN-exK.patch; the stepN-exK.wrong-M.patch beside them
+# are wrong answers, test/wrong-answers.bats), and every check fails on its chapter's
 # code and passes on a copy of the chapter with the solution applied.
 #
 # A chapter is copied and built once; each solution is applied to a copy of
@@ -49,7 +50,7 @@ checks() {
 solutions() {
 	local p
 	for p in "$ROOT"/test/solutions/step"$1"-ex*.patch; do
-		[[ -e $p ]] || continue
+		[[ -e $p && $p != *.wrong-*.patch ]] || continue
 		p=${p##*-ex}
 		printf '%s\n' "${p%.patch}"
 	done | sort -n

@@ -95,10 +95,23 @@ load helper
 }
 
 # Exercises (see step2-workqueue/README.md).
+# The shutdown's broadcast races with whatever it writes after the unlock:
+# racehook.so holds it there until every woken worker has gone back to
+# sleep or left, so a terminate set too late is missed every time.  Idle for
+# 500 ms (-i), workers asleep on jobs_cond use no CPU (measured: 0 ms); a
+# loop that polls uses what it gets (measured: 560 ms on 2 cores), and even
+# with a tenth of a core each, four of them pass 50 ms.
 # bats test_tags=exercise,needs-demo
-@test "exercise 1: with terminate checked in the wait loop, every worker leaves" {
+@test "exercise 1: with terminate checked in the wait loop, every worker leaves, and an idle worker sleeps" {
 	exercise 1
-	check_workers_joined
+	run with_racehook RACEHOOK_AFTER_BROADCAST=1 -- timeout 20 "$WORKQUEUE_DEMO" -w 4 -j 1000 -i
+	assert_success
+	assert_line "jobs run: 1000"
+	assert_line "workers alive after shutdown: 0"
+	local cpu
+	cpu=$(sed -nE 's/^cpu while idle: ([0-9]+) ms.*/\1/p' <<<"$output")
+	[[ -n $cpu ]] || fail "no 'cpu while idle' line"
+	((cpu < 50)) || fail "idle workers used $cpu ms of CPU in 500 ms: they poll instead of waiting on jobs_cond"
 }
 
 # bats test_tags=exercise,needs-demo
@@ -117,10 +130,15 @@ load helper
 	assert_line "order: 1 2 3 4 5"
 }
 
+# The demo counts the threads the moment workqueue_init() returns, and
+# racehook.so makes each woken worker wake 200 ms late: threads that were
+# only told to stop are still there; joined ones are gone.  A join of a
+# worker that never leaves never returns: 5 s ends it, where a right answer
+# takes 0.2 s.
 # bats test_tags=exercise,needs-demo
-@test "exercise 4: a failed workqueue_init leaves no thread behind" {
+@test "exercise 4: a failed workqueue_init leaves no thread behind: each is gone when it returns" {
 	exercise 4
-	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	run with_racehook RACEHOOK_WAKE_DELAY_MS=200 -- timeout 5 "$WORKQUEUE_DEMO" -w 4 -f 2
 	assert_success
 	assert_line "workers alive after failed init: 0"
 }

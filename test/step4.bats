@@ -267,10 +267,15 @@ load helper
 	assert_output --regexp "EOF after [0-9]+ of [0-9]+ bytes: [0-9]+ lost"
 }
 
+# Three workers, one client that came and went, two connected at the
+# signal: the count is 2, not the workers (3) or every connection (3).
 # bats test_tags=exercise
 @test "exercise 4: with -v the shutdown logs how many connections it drained" {
 	exercise 4
-	start_server -t 2 -v
+	start_server -t 3 -v
+	run roundtrip "gone before the signal"
+	assert_output "gone before the signal"
+	wait_for_lines "$SERVER_ERR" ': closed$'
 	hold_clients 2
 	kill -TERM "$SERVER_PID"
 	wait_exit "$SERVER_PID" 3

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# handout.sh STEP OUT: write the lab archive for chapter STEP to OUT (a
+# .tar.gz): the top level, chapters 1 to STEP and test/ without the worked
+# solutions and wrong answers (test/solutions/ and the files that apply
+# them) or the tests of later chapters, all as committed (HEAD).  Then unpack
+# it in a scratch directory and prove that it stands alone: make test
+# STEP=STEP and make grade STEP=STEP DIR=<the chapter> pass there.
+#
+# Exit status: 0 the archive is written and works, 1 it does not work,
+# 3 misuse (not a git checkout, no such chapter).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Run from inside a Bats test (grade.bats), PATH starts with bats-core's
+# libexec directory, whose bats works only under its wrapper: drop it.
+PATH=$(sed -E 's#(^|:)[^:]*/libexec/bats-core(:|$)#\1#' <<<"$PATH")
+
+misuse() {
+	echo "handout: $*" >&2
+	exit 3
+}
+
+(($# == 2)) || misuse "usage: test/handout.sh STEP OUT (or make handout STEP=N)"
+step=$1 out=$2
+[[ $step =~ ^[1-9][0-9]*$ ]] || misuse "STEP must be a chapter number, not '$step'"
+git -C "$ROOT" rev-parse --verify -q HEAD >/dev/null || misuse "$ROOT is not a git checkout with a commit"
+cd "$ROOT" || exit 3
+mapfile -t chapters < <(git ls-tree --name-only HEAD | grep -E '^step[0-9]+-' | sort -V)
+keep=() chapter=
+for c in "${chapters[@]}"; do
+	n=${c#step}
+	n=${n%%-*}
+	((n <= step)) && keep+=("$c")
+	((n == step)) && chapter=$c
+done
+[[ -n $chapter ]] || misuse "there is no chapter $step here"
+
+# What a lab leaves out: the worked solutions and wrong answers, the tests
+# that apply them or need the chapters left out, and those chapters' tests.
+exclude=(':!test/solutions' ':!test/solutions.bats' ':!test/wrong-answers.bats'
+	':!test/patches.bats' ':!test/stress.sh' ':!test/results')
+for c in "${chapters[@]}"; do
+	n=${c#step}
+	n=${n%%-*}
+	((n > step)) && exclude+=(":!test/step$n.bats")
+done
+top=()
+for f in Makefile README.md LICENSE .clang-format .gitignore; do
+	git cat-file -e "HEAD:$f" 2>/dev/null && top+=("$f")
+done
+if ! git diff --quiet HEAD -- "${top[@]}" test "${keep[@]}"; then
+	echo "handout: note: uncommitted changes are not in the archive (it is made from HEAD)" >&2
+fi
+prefix=lab$step
+git archive --format=tar.gz --prefix="$prefix/" -o "$out" HEAD -- \
+	"${top[@]}" test "${keep[@]}" "${exclude[@]}" || misuse "git archive failed"
+echo "handout: wrote $out: ${keep[*]}, test/ without the solutions"
+
+# Prove it: unpacked elsewhere, the lab tests and grades its chapter, with
+# nothing of this make's command line (OUT, STEP) or environment in the way.
+clean_env=(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u OUT -u FORMAT -u EXERCISES
+	-u GRADE_FILTER -u STUDENT_MAKEFILE -u ECHOSERVER -u WORKQUEUE_DEMO -u SOURCE_DIR)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+tar -xzf "$out" -C "$scratch" || exit 1
+lab=$scratch/$prefix
+if [[ -e $lab/test/solutions ]] || ls "$lab"/test/*.patch >/dev/null 2>&1; then
+	echo "handout: the archive holds worked solutions" >&2
+	exit 1
+fi
+echo "handout: in the unpacked lab: make test STEP=$step"
+if ! "${clean_env[@]}" make -s -C "$lab" test STEP="$step" >"$scratch/test.log" 2>&1; then
+	tail -30 "$scratch/test.log" >&2
+	echo "handout: make test STEP=$step fails in the lab" >&2
+	exit 1
+fi
+grep -E '^[0-9]+\.\.[0-9]+$' "$scratch/test.log" | sed 's/^/handout: make test: tests /'
+echo "handout: in the unpacked lab: make grade STEP=$step DIR=$chapter"
+if ! "${clean_env[@]}" make -s -C "$lab" grade STEP="$step" DIR="$chapter" >"$scratch/grade.log" 2>&1; then
+	tail -30 "$scratch/grade.log" >&2
+	echo "handout: make grade fails in the lab" >&2
+	exit 1
+fi
+grep '^score:' "$scratch/grade.log" | sed 's/^/handout: make grade: /'
+echo "handout: $out stands alone"
