@@ -3,7 +3,7 @@
 STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
 LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
-TOOLS := test/echoclient test/loadgen test/epoll_echo
+TOOLS := test/echoclient test/loadgen test/epoll_echo test/attack
 BATS_FLAGS ?=
 TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/docs.bats test/grade.bats test/patches.bats test/solutions.bats)
 

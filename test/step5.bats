@@ -310,6 +310,66 @@ check_connection_limit() {
 		fail "no new client was served after two left"
 }
 
+# attack ARGS...: run test/attack (built if stale) against the server.
+attack() {
+	local bin=$BATS_TEST_DIRNAME/attack
+	if [[ ! -x $bin || $bin.c -nt $bin ]]; then
+		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2 || return 1
+	fi
+	"$bin" -p "$PORT" "$@" 3>&-
+}
+
+# -c 1 with one client served: 40 refused clients that each send a byte
+# every 200 ms are all let go (a byte of theirs meets a reset) within the
+# linger bound from their connect.  The bound is LINGER_SECONDS (2 s) plus
+# one 200 ms period to notice, plus 1.8 s for a busy machine (measured: the
+# last goes 2.01 s after its connect).  Before the fix every byte restarted
+# the bound: none went in 8 s.
+check_refused_tricklers() {
+	start_server -c 1 -t 2
+	hold_clients 1
+	run attack -T 8000 trickle 40 200
+	echo "# $output" >&3
+	assert_success
+	assert_output --regexp '^trickle: 40 of 40 let go'
+	local last=${output#*the last went }
+	last=${last%% ms*}
+	((last <= 4000))
+	release_clients
+}
+
+# Descriptors limited to 128, -c 20 and 20 clients served: 250 refused
+# clients trickle a byte every 200 ms.  At most 16 of them linger per worker
+# (REFUSED_LINGER_MAX), the rest are reset at once, so when one served
+# client leaves, a new one is served within 2 s of its connect (measured:
+# 5 ms; before the fix the trickling clients held every descriptor and it
+# got nothing in 2.6 s), and all 250 are let go by the end.
+check_refused_flood() {
+	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
+	start_server_limited 128 -c 20 -t 2
+	hold_clients 20
+	local out=$BATS_TEST_TMPDIR/flood.out fd reply
+	attack -T 8000 trickle 250 200 >"$out" 2>&1 &
+	BG_PIDS+=($!)
+	# wait until the flood is under way: the server holds its lingerers
+	wait_until 5 _fds_over "$SERVER_PID" 40 || fail "the flood did not start"
+	fd=${HELD[0]}
+	exec {fd}>&-
+	HELD=("${HELD[@]:1}")
+	wait_until 2 _new_client_served ||
+		fail "a client under the limit was not served during the flood"
+	wait_exit "${BG_PIDS[0]}" 10 || fail "the flood did not end"
+	echo "# $(cat "$out")" >&3
+	run cat "$out"
+	assert_output --regexp '^trickle: 250 of 250 let go'
+	release_clients
+}
+
+# Process $1 holds more than $2 descriptors.
+_fds_over() {
+	(($(ls "/proc/$1/fd" 2>/dev/null | wc -l) > $2))
+}
+
 # One new client sends a line: succeed if it comes back.
 _new_client_served() {
 	local fd reply rc=1
@@ -493,6 +553,14 @@ check_accept_pauses() {
 
 @test "-c 10 serves exactly 10 of 15 clients, closes 5 at once with a clean EOF though they have sent, and takes a new one after two leave" {
 	check_connection_limit
+}
+
+@test "-c 1: refused clients that trickle a byte every 200 ms are all let go within the linger bound of their connect" {
+	check_refused_tricklers
+}
+
+@test "-c 20 at 128 descriptors: a flood of 250 trickling refused clients cannot keep a client under the limit from being served" {
+	check_refused_flood
 }
 
 @test "drain: with 200 clients connected, SIGTERM echoes what each sent, then EOF; exit 0 within 2 s" {
