@@ -222,6 +222,94 @@ owed(size_t n)
 	free(fds);
 }
 
+/*
+ * cut N FROM STEP: N connections, the i-th sending FROM + i * STEP bytes
+ * without reading, then shutting down writing; the sizes straddle what the
+ * kernels' buffers and the server's own hold.  Once a line arrives on stdin
+ * each is read to its end.  Report how many got the whole echo and a FIN,
+ * a reset, or a FIN before the whole echo: a cut the client cannot tell.
+ */
+static void
+cut(size_t n, size_t from, size_t step)
+{
+	static char buf[65536];
+	struct pollfd *pfd;
+	size_t *sent, *total, i, got, whole = 0, resets = 0, silent = 0;
+	size_t open_ = 0, busy;
+	long deadline = now_ms() + timeout_ms, last;
+	ssize_t w;
+	int rc;
+
+	if ((pfd = calloc(n, sizeof(*pfd))) == NULL ||
+	    (sent = calloc(n, sizeof(*sent))) == NULL ||
+	    (total = calloc(n, sizeof(*total))) == NULL)
+		err(1, "calloc");
+	memset(buf, 'c', sizeof(buf));
+	for (i = 0; i < n; i++) {
+		pfd[i].fd = dial();
+		pfd[i].events = POLLOUT;
+		total[i] = from + i * step;
+	}
+	/* Send until every one is done, or nothing moved for 500 ms. */
+	for (last = now_ms(); now_ms() - last < 500 && now_ms() < deadline;) {
+		busy = 0;
+		if (poll(pfd, n, 50) == -1 && errno != EINTR)
+			err(1, "poll");
+		for (i = 0; i < n; i++) {
+			if (sent[i] == total[i])
+				continue;
+			busy++;
+			w = write(pfd[i].fd, buf,
+				  total[i] - sent[i] < sizeof(buf)
+					  ? total[i] - sent[i]
+					  : sizeof(buf));
+			if (w == -1 && errno != EAGAIN)
+				err(1, "write");
+			if (w > 0) {
+				sent[i] += (size_t)w;
+				last = now_ms();
+			}
+			if (sent[i] == total[i]) {
+				if (shutdown(pfd[i].fd, SHUT_WR) == -1)
+					err(1, "shutdown");
+				pfd[i].fd = ~pfd[i].fd; /* poll skips it */
+			}
+		}
+		if (busy == 0)
+			break;
+	}
+	for (i = 0; i < n; i++)
+		if (pfd[i].fd < 0)
+			pfd[i].fd = ~pfd[i].fd;
+	printf("cut: %zu connections sent %zu to %zu bytes unread\n", n,
+	       total[0], total[n - 1]);
+	fflush(stdout);
+	wait_stdin(deadline);
+	for (i = 0; i < n; i++) {
+		got = 0;
+		pfd[i].events = POLLIN;
+		while ((rc = peek_end(pfd[i].fd, &got)) == -2 &&
+		       now_ms() < deadline)
+			if (poll(&pfd[i], 1, 50) == -1 && errno != EINTR)
+				err(1, "poll");
+		if (rc == -1)
+			resets++;
+		else if (rc == 0 && got == sent[i])
+			whole++;
+		else if (rc == 0)
+			silent++;
+		else
+			open_++;
+		close(pfd[i].fd);
+	}
+	printf("cut: %zu whole echo then FIN, %zu reset, %zu FIN before the "
+	       "whole echo, %zu no end\n",
+	       whole, resets, silent, open_);
+	free(total);
+	free(sent);
+	free(pfd);
+}
+
 /* Print the usage to stderr and exit with status. */
 static _Noreturn void
 usage(int status)
@@ -234,7 +322,10 @@ usage(int status)
 		"  trickle N MS  N connections send a byte every MS ms;\n"
 		"                report when the server closed them\n"
 		"  owed N        N connections send a byte; after a line\n"
-		"                on stdin, report how each one ended\n");
+		"                on stdin, report how each one ended\n"
+		"  cut N FROM STEP  N connections send FROM, FROM + STEP, ...\n"
+		"                bytes unread and shut down writing; after a\n"
+		"                line on stdin, report how each one ended\n");
 	exit(status);
 }
 
@@ -302,6 +393,9 @@ main(int argc, char *argv[])
 		trickle(n, (long)number_arg("trickle", argv[2], MAX_MS));
 	else if (strcmp(argv[0], "owed") == 0 && argc == 2)
 		owed(n);
+	else if (strcmp(argv[0], "cut") == 0 && argc == 4)
+		cut(n, (size_t)number_arg("cut", argv[2], 1L << 30),
+		    (size_t)number_arg("cut", argv[3], 1L << 30));
 	else
 		usage(2);
 	return 0;

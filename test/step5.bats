@@ -346,13 +346,15 @@ check_refused_tricklers() {
 # got nothing in 2.6 s), and all 250 are let go by the end.
 check_refused_flood() {
 	command -v prlimit >/dev/null || skip "needs prlimit (util-linux)"
-	start_server_limited 128 -c 20 -t 2
+	start_server_limited 128 -c 20 -t 2 -v
 	hold_clients 20
 	local out=$BATS_TEST_TMPDIR/flood.out fd reply
 	attack -T 8000 trickle 250 200 >"$out" 2>&1 &
 	BG_PIDS+=($!)
-	# wait until the flood is under way: the server holds its lingerers
-	wait_until 5 _fds_over "$SERVER_PID" 40 || fail "the flood did not start"
+	# Every refused client is in before one served client leaves, so that
+	# none of them can take its place.  Within 5 s: they all connect in
+	# about 0.1 s; a server out of descriptors never takes them all in.
+	wait_for_lines "$SERVER_ERR" ': over the limit$' 250 5
 	fd=${HELD[0]}
 	exec {fd}>&-
 	HELD=("${HELD[@]:1}")
@@ -365,9 +367,70 @@ check_refused_flood() {
 	release_clients
 }
 
-# Process $1 holds more than $2 descriptors.
-_fds_over() {
-	(($(ls "/proc/$1/fd" 2>/dev/null | wc -l) > $2))
+# check_cut_echo HOW: 32 clients send 2.5 MB to 5.5 MB each without
+# reading and shut down writing; the sizes straddle what the kernels'
+# buffers and the server's own hold, so some are cut with echo owed.  HOW
+# is "idle" (-i 1 closes them: wait for all 32 closed) or "drain" (SIGTERM
+# and the deadline).  Then they read: each must get its whole echo and a
+# FIN, or a reset, never a FIN before the whole echo.  Before the fix 3 to
+# 7 of them got that FIN (main's build, 3 runs).
+check_cut_echo() {
+	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/cut.out w
+	if [[ $1 == idle ]]; then
+		start_server -i 1 -t 2 -v
+	else
+		start_server -t 2
+	fi
+	[[ -x $BATS_TEST_DIRNAME/attack && ! $BATS_TEST_DIRNAME/attack.c -nt $BATS_TEST_DIRNAME/attack ]] ||
+		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	mkfifo "$fifo"
+	"$BATS_TEST_DIRNAME/attack" -p "$PORT" -T 30000 cut 32 2500000 98304 \
+		<"$fifo" >"$out" 2>&1 3>&- &
+	BG_PIDS+=($!)
+	exec {w}>"$fifo"
+	wait_for_lines "$out" '^cut: 32 connections sent' 1 20
+	if [[ $1 == idle ]]; then
+		# -i 1 after the last byte, then 1 s more for the echo that does
+		# not move; 10 s is three times that on a busy machine
+		wait_for_lines "$SERVER_ERR" ': closed$' 32 10
+	else
+		kill -TERM "$SERVER_PID"
+		wait_exit "$SERVER_PID" 5 || fail "the server did not exit"
+	fi
+	printf 'go\n' >&"$w"
+	exec {w}>&-
+	wait_exit "${BG_PIDS[0]}" 30 || fail "the clients did not finish"
+	run cat "$out"
+	echo "# ${lines[1]}" >&3
+	assert_line --regexp '^cut: [1-9][0-9]* whole echo then FIN, [1-9][0-9]* reset, 0 FIN before the whole echo, 0 no end$'
+}
+
+# 16 clients on -t 2 send 16 MB each and never read.  The server's memory
+# grows by what it holds for them, plus the two workers' 256 KiB read
+# buffers, touched now for the first time.  Per client that must stay under
+# the high-water mark (256 KiB) plus 64 KiB for the evbuffers' own costs:
+# measured 265 KiB; before the fix a 256 KiB read was queued whole on top of
+# up to 256 KiB already there, 408 to 448 KiB.
+check_memory_per_reader() {
+	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/mem.out w
+	local before after per
+	start_server -t 2
+	[[ -x $BATS_TEST_DIRNAME/attack && ! $BATS_TEST_DIRNAME/attack.c -nt $BATS_TEST_DIRNAME/attack ]] ||
+		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	before=$(server_rss_kb)
+	mkfifo "$fifo"
+	"$BATS_TEST_DIRNAME/attack" -p "$PORT" -T 30000 cut 16 16000000 0 \
+		<"$fifo" >"$out" 2>&1 3>&- &
+	BG_PIDS+=($!)
+	exec {w}>"$fifo"
+	# the line comes once nothing has moved for 500 ms: the server stopped
+	wait_for_lines "$out" '^cut: 16 connections sent' 1 20
+	after=$(server_rss_kb)
+	per=$(((after - before - 2 * 256) / 16))
+	echo "# server RSS $before KiB -> $after KiB: $per KiB per client" >&3
+	printf 'go\n' >&"$w"
+	exec {w}>&-
+	((per < 256 + 64))
 }
 
 # One new client sends a line: succeed if it comes back.
@@ -561,6 +624,18 @@ check_accept_pauses() {
 
 @test "-c 20 at 128 descriptors: a flood of 250 trickling refused clients cannot keep a client under the limit from being served" {
 	check_refused_flood
+}
+
+@test "-i 1 on clients that do not read: one cut with echo owed gets a reset, and a complete echo a FIN, never a FIN before the whole echo" {
+	check_cut_echo idle
+}
+
+@test "on SIGTERM, clients that do not read and are cut at the deadline get a reset, never a FIN before the whole echo" {
+	check_cut_echo drain
+}
+
+@test "16 clients that never read make the server hold at most the high-water mark of echo each, not a whole read more" {
+	check_memory_per_reader
 }
 
 @test "drain: with 200 clients connected, SIGTERM echoes what each sent, then EOF; exit 0 within 2 s" {
