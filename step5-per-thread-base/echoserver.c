@@ -270,8 +270,7 @@ client_read(client_t *client)
 	long ms;
 
 	if (client->lingering) {
-		/* What is left, not LINGER_SECONDS again: see echo_read_cb().
-		 */
+		/* What is left of it: see echo_read_cb(). */
 		if ((ms = client->linger_end - now_ms()) <= 0) {
 			closeAndFreeClient(client);
 			return -1;

@@ -433,6 +433,32 @@ check_memory_per_reader() {
 	((per < 256 + 64))
 }
 
+# A worker's event loop fails (test/failwait.c makes epoll_wait() fail on
+# every thread but the main one, once a file exists); a client's connection
+# wakes the worker into it.  The server must stop and exit 1: a server that
+# went on would hand that worker sockets no one serves.  3 s from the
+# connect: it exits at once (the drain has no client left to wait for);
+# the rest is headroom.
+check_worker_loop_fails() {
+	local lib=$BATS_FILE_TMPDIR/failwait.so trigger=$BATS_TEST_TMPDIR/fail
+	local real=$ECHOSERVER fd
+	cc -std=c11 -shared -fPIC -o "$lib" "$BATS_TEST_DIRNAME/failwait.c" -ldl ||
+		fail "cannot build test/failwait.c"
+	ECHOSERVER=$BATS_TEST_TMPDIR/failing
+	printf '#!/bin/sh\nFAILWAIT_FILE=%s LD_PRELOAD=%s exec "%s" "$@"\n' \
+		"$trigger" "$lib" "$real" >"$ECHOSERVER"
+	chmod +x "$ECHOSERVER"
+	start_server -t 1
+	ECHOSERVER=$real
+	: >"$trigger"
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	wait_exit "$SERVER_PID" 3 || fail "the server still runs 3 s after its worker's loop failed"
+	exec {fd}>&-
+	assert_equal "$STATUS" 1
+	run cat "$SERVER_ERR"
+	assert_output --partial "event_base_loop failed; stopping"
+}
+
 # One new client sends a line: succeed if it comes back.
 _new_client_served() {
 	local fd reply rc=1
@@ -636,6 +662,10 @@ check_accept_pauses() {
 
 @test "16 clients that never read make the server hold at most the high-water mark of echo each, not a whole read more" {
 	check_memory_per_reader
+}
+
+@test "a worker whose event loop fails stops the server, which exits 1" {
+	check_worker_loop_fails
 }
 
 @test "drain: with 200 clients connected, SIGTERM echoes what each sent, then EOF; exit 0 within 2 s" {
