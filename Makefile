@@ -29,6 +29,8 @@ help:
 	@echo "make readme-diffs write each chapter's diff into its README"
 	@echo "make bench        measure every chapter against a bare epoll loop and"
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
+	@echo "make attack STEP=N   the attack lab: hostile clients against chapter N's"
+	@echo "                  server (or ECHOSERVER=path), held or broken per attack"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
 	@echo "make stress STEP=N N=50   repeat a chapter's concurrency and shutdown"
@@ -83,6 +85,12 @@ stage:
 	@$(MAKE) -s -C $(STAGE_DIR)
 	@echo "built $(STAGE_DIR): try ECHOSERVER=$$PWD/$(STAGE_DIR)/echoserver bats test/step$(STEP).bats"
 
+# make attack STEP=N [ECHOSERVER=path]: hostile clients against a chapter's
+# server, one line per attack (test/attack.sh).
+attack: all test/attack test/echoclient
+	@test -n "$(STEP)" || { echo "usage: make attack STEP=N [ECHOSERVER=path]"; exit 2; }
+	@bash test/attack.sh '$(STEP)' $(if $(ECHOSERVER),'$(ECHOSERVER)')
+
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)
 
@@ -103,5 +111,5 @@ deps: deps-check
 deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
-.PHONY: all help run test diff stage readme-diffs check bench clean deps stress grade \
+.PHONY: all help run test diff stage readme-diffs check bench clean deps stress grade attack \
 	have-build-deps deps-run deps-test deps-check

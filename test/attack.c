@@ -310,6 +310,19 @@ cut(size_t n, size_t from, size_t step)
 	free(pfd);
 }
 
+/* churn N: connect and close at once, N times in a row; report how long. */
+static void
+churn(size_t n)
+{
+	long start = now_ms();
+	size_t i;
+
+	for (i = 0; i < n && now_ms() - start < timeout_ms; i++)
+		close(dial());
+	printf("churn: %zu connects and closes in %ld ms\n", i,
+	       now_ms() - start);
+}
+
 /* Print the usage to stderr and exit with status. */
 static _Noreturn void
 usage(int status)
@@ -323,6 +336,7 @@ usage(int status)
 		"                report when the server closed them\n"
 		"  owed N        N connections send a byte; after a line\n"
 		"                on stdin, report how each one ended\n"
+		"  churn N       connect and close at once, N times\n"
 		"  cut N FROM STEP  N connections send FROM, FROM + STEP, ...\n"
 		"                bytes unread and shut down writing; after a\n"
 		"                line on stdin, report how each one ended\n");
@@ -393,6 +407,8 @@ main(int argc, char *argv[])
 		trickle(n, (long)number_arg("trickle", argv[2], MAX_MS));
 	else if (strcmp(argv[0], "owed") == 0 && argc == 2)
 		owed(n);
+	else if (strcmp(argv[0], "churn") == 0 && argc == 2)
+		churn(n);
 	else if (strcmp(argv[0], "cut") == 0 && argc == 4)
 		cut(n, (size_t)number_arg("cut", argv[2], 1L << 30),
 		    (size_t)number_arg("cut", argv[3], 1L << 30));
