@@ -93,14 +93,15 @@ typedef struct client {
 	struct event *read_ev;		/* persistent; its timeout is -i's */
 	struct event *write_ev;		/* added only while echo waits */
 	struct evbuffer *output_buffer; /* echo the socket did not take */
-	int reading;			/* read_ev is added */
-	int closing;	 /* reading no more: finish once the echo is sent */
-	int eof;	 /* the client sent EOF: nothing more will come */
-	int draining;	 /* shutting down: finish once the client is quiet */
-	int lingering;	 /* our side is shut: discard until the client's EOF */
-	int refused;	 /* over -c: never echoed, not counted */
-	long linger_end; /* lingering: when to give up, in ms (now_ms()) */
-	char peer[64];	 /* "addr:port", for -v */
+	/* Bit-fields: one word for the flags, so linger_end costs nothing. */
+	unsigned reading : 1;	/* read_ev is added */
+	unsigned closing : 1;	/* reading no more: finish once echoed */
+	unsigned eof : 1;	/* the client sent EOF: nothing more comes */
+	unsigned draining : 1;	/* shutting down: finish once it is quiet */
+	unsigned lingering : 1; /* shut: discard until the client's EOF */
+	unsigned refused : 1;	/* over -c: never echoed, not counted */
+	long linger_end;	/* lingering: when to give up, in now_ms() */
+	char peer[64];		/* "addr:port", for -v */
 	TAILQ_ENTRY(client) entry;
 } client_t;
 
