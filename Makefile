@@ -3,7 +3,7 @@
 STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
 LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
-TOOLS := test/echoclient test/loadgen test/epoll_echo
+TOOLS := test/echoclient test/loadgen test/epoll_echo test/attack
 # The exercise checks load it into a program to make a race happen every time.
 TOOLS += test/racehook.so
 BATS_FLAGS ?=
@@ -44,6 +44,8 @@ help:
 	@echo "make readme-diffs write each chapter's diff into its README"
 	@echo "make bench        measure every chapter against a bare epoll loop and"
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
+	@echo "make attack STEP=N   the attack lab: hostile clients against chapter N's"
+	@echo "                  server (or ECHOSERVER=path), held or broken per attack"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
 	@echo "make stress STEP=N N=50   repeat a chapter's concurrency and shutdown"
@@ -130,6 +132,12 @@ stage:
 	@$(MAKE) -s -C $(STAGE_DIR)
 	@echo "built $(STAGE_DIR): try ECHOSERVER=$$PWD/$(STAGE_DIR)/echoserver bats test/step$(STEP).bats"
 
+# make attack STEP=N [ECHOSERVER=path]: hostile clients against a chapter's
+# server, one line per attack (test/attack.sh).
+attack: all test/attack test/echoclient
+	@test -n "$(STEP)" || { echo "usage: make attack STEP=N [ECHOSERVER=path]"; exit 2; }
+	@bash test/attack.sh '$(STEP)' $(if $(ECHOSERVER),'$(ECHOSERVER)')
+
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)
 
@@ -151,5 +159,5 @@ deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
 .PHONY: all help run test test-all proofs diff stage readme-diffs check bench clean deps stress grade \
-	grade-class handout \
+	grade-class handout attack \
 	have-build-deps deps-run deps-test deps-check

@@ -122,21 +122,47 @@ setnonblock(int fd)
 	return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
+/* Bytes read from the client whose echo has not gone out yet. */
+static size_t
+echo_owed(client_t *client)
+{
+	size_t n = 0;
+
+	if (client->output_buffer != NULL)
+		n += evbuffer_get_length(client->output_buffer);
+	if (client->buf_ev != NULL)
+		n += evbuffer_get_length(
+			     bufferevent_get_input(client->buf_ev)) +
+		     evbuffer_get_length(
+			     bufferevent_get_output(client->buf_ev));
+	return n;
+}
+
 /*
  * Close a client's connection.  With its bufferevent disabled the client's
  * base has no events left, so the worker's event_base_dispatch() returns;
  * the loop is told to stop too, since the drain's deadline is a timer that
  * would keep it running.  (Should that fail, the deadline still ends it.)
+ * A connection cut with echo still owed ends with a reset, not a FIN: a FIN
+ * would tell the client that it has had all its echo.
  */
 static void
 closeClient(client_t *client)
 {
+	struct linger reset = {1, 0};
+
 	if (client->fd < 0)
 		return;
 	if (verbose)
 		logx("%s: closed", client->peer);
 	if (client->buf_ev != NULL)
 		bufferevent_disable(client->buf_ev, EV_READ | EV_WRITE);
+	/* Should it fail, close() sends a FIN: logged, nothing more to do. */
+	if (echo_owed(client) > 0 &&
+	    setsockopt(client->fd, SOL_SOCKET, SO_LINGER, &reset,
+		       sizeof(reset)) == -1)
+		logx("%s: setsockopt SO_LINGER: %s", client->peer,
+		     strerror(errno));
 	close(client->fd);
 	client->fd = -1;
 	if (client->evbase != NULL &&

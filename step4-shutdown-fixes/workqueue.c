@@ -111,6 +111,7 @@ void
 workqueue_shutdown(workqueue_t *workqueue)
 {
 	worker_t *worker = NULL;
+	int rc;
 
 	pthread_mutex_lock(&workqueue->jobs_mutex);
 	for (worker = workqueue->workers; worker != NULL; worker = worker->next)
@@ -120,7 +121,12 @@ workqueue_shutdown(workqueue_t *workqueue)
 
 	/* A worker leaves once no job waits and its own job has returned. */
 	while ((worker = workqueue->workers) != NULL) {
-		pthread_join(worker->thread, NULL);
+		/* It fails only on a thread that is not ours to join. */
+		if ((rc = pthread_join(worker->thread, NULL)) != 0) {
+			errno = rc;
+			perror("workqueue_shutdown: pthread_join");
+			abort();
+		}
 		LL_REMOVE(worker, workqueue->workers);
 		free(worker);
 	}

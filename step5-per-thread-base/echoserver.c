@@ -62,8 +62,18 @@
 #define DRAIN_QUIET_MS 50
 #define DRAIN_SECONDS  1
 
-/* A lingering close waits this long for the client's EOF (-i, -c). */
+/*
+ * A lingering close waits this long for the client's EOF (-i, -c), counted
+ * from the close: what the client sends meanwhile does not move it.
+ */
 #define LINGER_SECONDS 2
+
+/*
+ * At most this many clients refused over -c linger on each worker; the rest
+ * are reset at once.  Refused clients are not counted against -c, so this
+ * is what bounds the descriptors a flood of them holds.
+ */
+#define REFUSED_LINGER_MAX 16
 
 /* Out of descriptors: how long accepting pauses before it tries again. */
 #define ACCEPT_RETRY_MS 100
@@ -83,13 +93,15 @@ typedef struct client {
 	struct event *read_ev;		/* persistent; its timeout is -i's */
 	struct event *write_ev;		/* added only while echo waits */
 	struct evbuffer *output_buffer; /* echo the socket did not take */
-	int reading;			/* read_ev is added */
-	int closing;   /* reading no more: finish once the echo is sent */
-	int eof;       /* the client sent EOF: nothing more will come */
-	int draining;  /* shutting down: finish once the client is quiet */
-	int lingering; /* our side is shut: discard until the client's EOF */
-	int refused;   /* over -c: never echoed, not counted */
-	char peer[64]; /* "addr:port", for -v */
+	/* Bit-fields: one word for the flags, so linger_end costs nothing. */
+	unsigned reading : 1;	/* read_ev is added */
+	unsigned closing : 1;	/* reading no more: finish once echoed */
+	unsigned eof : 1;	/* the client sent EOF: nothing more comes */
+	unsigned draining : 1;	/* shutting down: finish once it is quiet */
+	unsigned lingering : 1; /* shut: discard until the client's EOF */
+	unsigned refused : 1;	/* over -c: never echoed, not counted */
+	long linger_end;	/* lingering: when to give up, in now_ms() */
+	char peer[64];		/* "addr:port", for -v */
 	TAILQ_ENTRY(client) entry;
 } client_t;
 
@@ -109,6 +121,7 @@ struct worker {
 	/* Touched only by the worker's own thread. */
 	TAILQ_HEAD(, client) clients;
 	int nclients;
+	int nrefused; /* refused clients lingering */
 	int draining;
 	char buf[READ_SIZE];
 };
@@ -157,9 +170,62 @@ setnonblock(int fd)
 	return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
+/* Lock a mutex; it fails only on a bug, so stop the server if it does. */
+static void
+mutex_lock(pthread_mutex_t *m)
+{
+	int rc;
+
+	if ((rc = pthread_mutex_lock(m)) != 0)
+		errx(1, "pthread_mutex_lock: %s", strerror(rc));
+}
+
+/* Unlock a mutex; it fails only on a bug, so stop the server if it does. */
+static void
+mutex_unlock(pthread_mutex_t *m)
+{
+	int rc;
+
+	if ((rc = pthread_mutex_unlock(m)) != 0)
+		errx(1, "pthread_mutex_unlock: %s", strerror(rc));
+}
+
+/* The time on CLOCK_MONOTONIC, which every Linux has. */
+static void
+monotonic_now(struct timespec *ts)
+{
+	if (clock_gettime(CLOCK_MONOTONIC, ts) == -1)
+		err(1, "clock_gettime");
+}
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	monotonic_now(&ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Make close() send a reset instead of a FIN: SO_LINGER, no time. */
+static void
+reset_on_close(client_t *client)
+{
+	struct linger reset = {1, 0};
+
+	/* Should it fail, close() sends a FIN: logged, nothing more to do. */
+	if (setsockopt(client->fd, SOL_SOCKET, SO_LINGER, &reset,
+		       sizeof(reset)) == -1)
+		logx("%s: setsockopt SO_LINGER: %s", client->peer,
+		     strerror(errno));
+}
+
 /*
  * Close a client's connection and free everything that belongs to it.  A
  * worker that is shutting down stops its loop once its last client is gone.
+ * A connection cut with echo still owed ends with a reset, not a FIN: a FIN
+ * would tell the client that it has had all its echo.
  */
 static void
 closeAndFreeClient(client_t *client)
@@ -173,32 +239,47 @@ closeAndFreeClient(client_t *client)
 		event_free(client->read_ev);
 	if (client->write_ev != NULL)
 		event_free(client->write_ev);
+	if (client->output_buffer != NULL &&
+	    evbuffer_get_length(client->output_buffer) > 0)
+		reset_on_close(client);
+	/* Nothing to do if it fails: the descriptor is released anyway. */
 	close(client->fd);
 	if (client->output_buffer != NULL)
 		evbuffer_free(client->output_buffer);
 	if (!client->refused)
 		atomic_fetch_sub(&nclients, 1);
+	else if (client->lingering)
+		w->nrefused--;
 	free(client);
+	/* It fails only without a base. */
 	if (--w->nclients == 0 && w->draining)
 		event_base_loopbreak(w->base);
 }
 
 /*
  * Start (or restart, with a new timeout) reading from the client: while it
- * lingers, LINGER_SECONDS bound it; while draining, a quiet moment ends it;
+ * lingers, until its linger_end; while draining, a quiet moment ends it;
  * else the idle timeout, if any.  Returns -1 if it could not, and closed the
  * client: it would never be read again.
  */
 static int
 client_read(client_t *client)
 {
-	static const struct timeval linger = {LINGER_SECONDS, 0};
 	static const struct timeval quiet = {0, DRAIN_QUIET_MS * 1000};
 	const struct timeval *tv = client->worker->idle_tv;
+	struct timeval left;
+	long ms;
 
-	if (client->lingering)
-		tv = &linger;
-	else if (client->draining)
+	if (client->lingering) {
+		/* What is left of it: see echo_read_cb(). */
+		if ((ms = client->linger_end - now_ms()) <= 0) {
+			closeAndFreeClient(client);
+			return -1;
+		}
+		left.tv_sec = ms / 1000;
+		left.tv_usec = ms % 1000 * 1000;
+		tv = &left;
+	} else if (client->draining)
 		tv = &quiet;
 	if (event_add(client->read_ev, tv) == -1) {
 		logx("%s: cannot watch the connection", client->peer);
@@ -213,7 +294,7 @@ client_read(client_t *client)
 static void
 client_stop_reading(client_t *client)
 {
-	event_del(client->read_ev);
+	event_del(client->read_ev); /* fails only on an event never made */
 	client->reading = 0;
 }
 
@@ -227,7 +308,10 @@ static void
 client_linger(client_t *client)
 {
 	client->lingering = 1;
-	event_del(client->write_ev);
+	client->linger_end = now_ms() + LINGER_SECONDS * 1000;
+	if (client->refused)
+		client->worker->nrefused++;
+	event_del(client->write_ev); /* fails only on an event never made */
 	/* Its timeout goes too: event_add() with none keeps the old one. */
 	client_stop_reading(client);
 	if (shutdown(client->fd, SHUT_WR) == -1) {
@@ -308,6 +392,7 @@ echo_read_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	client_t *client = arg;
 	struct worker *w = client->worker;
+	size_t room = sizeof(w->buf);
 	ssize_t n;
 
 	if (ev & EV_TIMEOUT) {
@@ -322,7 +407,15 @@ echo_read_cb(evutil_socket_t fd, short ev, void *arg)
 		client_finish(client, 0);
 		return;
 	}
-	if ((n = read(fd, w->buf, sizeof(w->buf))) == -1) {
+	/*
+	 * Never more than the room left under the high-water mark: a client
+	 * that does not read makes us hold that much of its echo, no more.
+	 * Reading stops at the mark, so the room is never 0 here.
+	 */
+	if (client->output_buffer != NULL &&
+	    HIGH_WATER - evbuffer_get_length(client->output_buffer) < room)
+		room = HIGH_WATER - evbuffer_get_length(client->output_buffer);
+	if ((n = read(fd, w->buf, room)) == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
 		if (verbose)
@@ -342,8 +435,15 @@ echo_read_cb(evutil_socket_t fd, short ev, void *arg)
 			client_finish(client, 1);
 		return;
 	}
-	if (client->lingering)
-		return; /* discarded: we have said we send nothing more */
+	if (client->lingering) {
+		/*
+		 * Discarded: we have said we send nothing more.  libevent
+		 * has just restarted the timeout; put back what is left of
+		 * it, or a client that trickles would linger for ever.
+		 */
+		client_read(client);
+		return;
+	}
 	client_echo(client, w->buf, (size_t)n);
 }
 
@@ -372,7 +472,8 @@ echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 		return;
 	}
 	if ((left = evbuffer_get_length(client->output_buffer)) == 0) {
-		event_del(client->write_ev);
+		event_del(client->write_ev); /* fails only on an event never
+						made */
 		if (client->closing) {
 			client->closing = 0;
 			if (client->eof)
@@ -413,7 +514,7 @@ worker_drain(struct worker *w)
 	long ns;
 
 	w->draining = 1;
-	clock_gettime(CLOCK_MONOTONIC, &now);
+	monotonic_now(&now);
 	ns = (drain_deadline.tv_sec - now.tv_sec) * 1000000000L +
 	     (drain_deadline.tv_nsec - now.tv_nsec);
 	if (ns > 0) {
@@ -423,7 +524,7 @@ worker_drain(struct worker *w)
 	if (event_base_loopexit(w->base, &left) == -1) {
 		/* Without the deadline the drain could last for ever. */
 		logx("worker %d: event_base_loopexit failed", w->id);
-		event_base_loopbreak(w->base);
+		event_base_loopbreak(w->base); /* fails only without a base */
 		return;
 	}
 	for (client = TAILQ_FIRST(&w->clients); client != NULL; client = next) {
@@ -431,7 +532,7 @@ worker_drain(struct worker *w)
 		client_drain(client);
 	}
 	if (w->nclients == 0)
-		event_base_loopbreak(w->base);
+		event_base_loopbreak(w->base); /* fails only without a base */
 }
 
 /* Format a socket address as "addr:port", or "[addr]:port" for IPv6. */
@@ -453,8 +554,8 @@ format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
 
 /*
  * On the worker's thread: create the connection for a handed-over socket, on
- * the worker's own base.  One over the -c limit is closed lingering at once,
- * without an echo.
+ * the worker's own base.  One over the -c limit is closed at once, without
+ * an echo: lingering, or with a reset if REFUSED_LINGER_MAX already linger.
  */
 static void
 client_new(struct worker *w, int fd)
@@ -493,7 +594,12 @@ client_new(struct worker *w, int fd)
 		logx("worker %d: %s: %s", w->id, client->peer,
 		     client->refused ? "over the limit" : "connected");
 	if (client->refused) {
-		client_linger(client);
+		if (w->nrefused < REFUSED_LINGER_MAX)
+			client_linger(client);
+		else {
+			reset_on_close(client);
+			closeAndFreeClient(client);
+		}
 		return;
 	}
 	if (client_read(client) == -1)
@@ -513,13 +619,13 @@ wakeup_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	pthread_mutex_lock(&w->mutex);
+	mutex_lock(&w->mutex);
 	incoming = w->incoming;
 	n = w->nincoming;
 	w->incoming = NULL;
 	w->nincoming = w->incoming_cap = 0;
 	stopping = w->stopping;
-	pthread_mutex_unlock(&w->mutex);
+	mutex_unlock(&w->mutex);
 
 	for (i = 0; i < n; i++)
 		client_new(w, incoming[i]);
@@ -555,19 +661,19 @@ worker_hand_off(struct worker *w, int fd)
 	int *grown;
 	size_t cap;
 
-	pthread_mutex_lock(&w->mutex);
+	mutex_lock(&w->mutex);
 	if (w->nincoming == w->incoming_cap) {
 		cap = w->incoming_cap ? 2 * w->incoming_cap : 16;
 		if ((grown = realloc(w->incoming, cap * sizeof(*grown))) ==
 		    NULL) {
-			pthread_mutex_unlock(&w->mutex);
+			mutex_unlock(&w->mutex);
 			return -1;
 		}
 		w->incoming = grown;
 		w->incoming_cap = cap;
 	}
 	w->incoming[w->nincoming++] = fd;
-	pthread_mutex_unlock(&w->mutex);
+	mutex_unlock(&w->mutex);
 	/* libevent locks the base and wakes its loop: see runServer(). */
 	event_active(w->wakeup_ev, EV_READ, 0);
 	return 0;
@@ -577,9 +683,9 @@ worker_hand_off(struct worker *w, int fd)
 static void
 worker_stop(struct worker *w)
 {
-	pthread_mutex_lock(&w->mutex);
+	mutex_lock(&w->mutex);
 	w->stopping = 1;
-	pthread_mutex_unlock(&w->mutex);
+	mutex_unlock(&w->mutex);
 	event_active(w->wakeup_ev, EV_READ, 0);
 }
 
@@ -612,13 +718,15 @@ static void
 worker_free(struct worker *w)
 {
 	size_t i;
+	int rc;
 
 	for (i = 0; i < w->nincoming; i++)
 		close(w->incoming[i]);
 	free(w->incoming);
 	event_free(w->wakeup_ev);
 	event_base_free(w->base);
-	pthread_mutex_destroy(&w->mutex);
+	if ((rc = pthread_mutex_destroy(&w->mutex)) != 0)
+		errx(1, "pthread_mutex_destroy: %s", strerror(rc));
 }
 
 /* The listener accepted a client: hand it to the next worker in turn. */
@@ -767,8 +875,9 @@ print_listening(int fd)
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
 		err(1, "getsockname");
 	format_addr((struct sockaddr *)&ss, len, where, sizeof(where));
-	printf("listening on %s\n", where);
-	fflush(stdout);
+	/* Whoever waits for the line must get it, or learn that it did not. */
+	if (printf("listening on %s\n", where) < 0 || fflush(stdout) == EOF)
+		err(1, "stdout");
 }
 
 /* Print the usage, with the defaults, to stderr. */
@@ -868,7 +977,8 @@ runServer(void)
 	int i, listen_fd, rc;
 
 	/* A client that vanishes must cost a write error, not the process. */
-	signal(SIGPIPE, SIG_IGN);
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		err(1, "signal");
 
 	/*
 	 * Before any base exists: the main thread wakes the workers' bases,
@@ -909,7 +1019,7 @@ runServer(void)
 	 */
 	event_free(retry_ev);
 	evconnlistener_free(listener);
-	clock_gettime(CLOCK_MONOTONIC, &drain_deadline);
+	monotonic_now(&drain_deadline);
 	drain_deadline.tv_sec += DRAIN_SECONDS;
 	if (verbose)
 		logx("Stopping workers.");

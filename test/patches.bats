@@ -255,10 +255,10 @@ _logged() {
 # On state 7 the server waits for its clients, which the test has left
 # connected when it fails: teardown kills it 2 s after its SIGTERM.
 @test "chapter 4, patch 8: on shutdown queued jobs run, and every connection, queued ones too, gets its echo and EOF within the deadline" {
-	flips 4 8 step4.bats "jobs still queued runs them all|a client still waiting for a worker gets its echo too"
+	flips 4 8 step4.bats "jobs still queued runs them all|a client still waiting for a worker gets its echo too|still queued at the deadline end with a reset|cut at the deadline get a reset"
 }
 
-# --- Chapter 5: the threading model, the hot path, the hardening -------------
+# --- Chapter 5: the threading model, the hot path, one patch per defence -----
 
 # Patch 1, one event base per thread: the 500th client is served on 2
 # threads, where chapter 4 served 2 clients and kept the third waiting.
@@ -286,15 +286,31 @@ _logged() {
 	flips 5 2 step5.bats "^the hot path: one echo costs the server at most 4 system calls"
 }
 
-# Patch 3, the hardening: out of descriptors, accepting pauses instead of
-# spinning; before it, chapter 4's spin is still there.
-@test "chapter 5 patch 3 (hardening): out of descriptors accepting pauses, and spins before it" {
-	need prlimit util-linux
-	flips 5 3 step5.bats "^fixed: out of descriptors, accepting pauses instead of spinning"
-	flips_back 5 3 step4.bats "^still wrong: out of descriptors, accepting spins"
+# Patch 3: a worker whose loop fails stops the server (exit 1); before it,
+# the server ran on without that worker.
+@test "chapter 5 patch 3 (a failing loop stops the server): a worker's failed loop makes the server exit 1, and not before" {
+	need cc gcc
+	flips 5 3 step5.bats "^a worker whose event loop fails stops the server"
 }
 
-# Patch 3 replaces the 10 s timeouts with -i: the quiet client stays.
-@test "chapter 5 patch 3 (hardening): a client quiet for 10 s is no longer dropped" {
-	flips_back 5 3 step4.bats "^still wrong: a client quiet for 10 s is dropped"
+# Patch 4: out of descriptors, accepting pauses instead of spinning; before
+# it, chapter 4's spin is still there.
+@test "chapter 5 patch 4 (accepting pauses): out of descriptors accepting pauses, and spins before it" {
+	need prlimit util-linux
+	flips 5 4 step5.bats "^fixed: out of descriptors, accepting pauses instead of spinning"
+	flips_back 5 4 step4.bats "^still wrong: out of descriptors, accepting spins"
+}
+
+# Patch 5 replaces the 10 s timeouts with -i: the quiet client stays, an
+# idle one goes when asked, and one cut with echo owed gets a reset.
+@test "chapter 5 patch 5 (-i): idle clients close after -i, cut ones with a reset, and a client quiet for 10 s is no longer dropped" {
+	flips 5 5 step5.bats "^-i 1 closes an idle client within 1 to 3 s|^-i 1 on clients that do not read"
+	flips_back 5 5 step4.bats "^still wrong: a client quiet for 10 s is dropped"
+}
+
+# Patch 6, -c: the limit holds, and refused clients, trickling or by the
+# hundred, are let go within the linger bound.
+@test "chapter 5 patch 6 (-c): the limit serves exactly 10 of 15, and refused clients cannot linger or starve the rest" {
+	need prlimit util-linux
+	flips 5 6 step5.bats "^-c 10 serves exactly 10 of 15|^-c 1: refused clients that trickle|^-c 20 at 128 descriptors"
 }

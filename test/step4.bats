@@ -181,6 +181,59 @@ load helper
 	check_shutdown_chatty
 }
 
+# -t 1: a client that never stops talking holds the one worker past the
+# deadline, while 50 more each sent a byte and wait in the queue.  At the
+# deadline every queued connection is cut: each must end with a reset (or
+# with its byte and a FIN), never with a FIN alone, which would tell its
+# client that nothing was owed.  Before the fix, 49 of 50 got a FIN and no
+# echo.  The attack client's -T (10 s) bounds its reads; the server exits
+# about 1 s after the signal.
+@test "fixed: on SIGTERM with -t 1, connections still queued at the deadline end with a reset, never a FIN without their echo" {
+	local bin=$BATS_TEST_DIRNAME/attack fifo=$BATS_TEST_TMPDIR/go w
+	local out=$BATS_TEST_TMPDIR/owed.out
+	[[ -x $bin && ! $bin.c -nt $bin ]] || make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	start_server -t 1
+	client -T 10000 stream 4G >/dev/null 2>&1 &
+	BG_PIDS+=($!)
+	mkfifo "$fifo"
+	"$bin" -p "$PORT" -T 10000 owed 50 <"$fifo" >"$out" 2>&1 3>&- &
+	BG_PIDS+=($!)
+	exec {w}>"$fifo"
+	wait_for_lines "$out" '^owed: 50 connections sent a byte' 1 10
+	kill -TERM "$SERVER_PID"
+	wait_exit "$SERVER_PID" 5 || fail "the server did not exit"
+	printf 'go\n' >&"$w"
+	exec {w}>&-
+	wait_exit "${BG_PIDS[1]}" 15 || fail "the attack client did not finish"
+	run cat "$out"
+	echo "# ${lines[1]}" >&3
+	assert_line --regexp '^owed: [0-9]+ echo then FIN, [0-9]+ reset, 0 FIN without the echo, 0 no end$'
+}
+
+# 32 clients send 2.5 MB to 5.5 MB each without reading and shut down
+# writing: some are owed echo at the deadline.  Each must get its whole echo
+# and a FIN, or a reset, never a FIN before the whole echo (before the fix:
+# 1 of 32 in each of 3 runs).
+@test "fixed: on SIGTERM, clients that do not read and are cut at the deadline get a reset, never a FIN before the whole echo" {
+	local bin=$BATS_TEST_DIRNAME/attack fifo=$BATS_TEST_TMPDIR/go w
+	local out=$BATS_TEST_TMPDIR/cut.out
+	[[ -x $bin && ! $bin.c -nt $bin ]] || make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	start_server -t 2
+	mkfifo "$fifo"
+	"$bin" -p "$PORT" -T 30000 cut 32 2500000 98304 <"$fifo" >"$out" 2>&1 3>&- &
+	BG_PIDS+=($!)
+	exec {w}>"$fifo"
+	wait_for_lines "$out" '^cut: 32 connections sent' 1 20
+	kill -TERM "$SERVER_PID"
+	wait_exit "$SERVER_PID" 5 || fail "the server did not exit"
+	printf 'go\n' >&"$w"
+	exec {w}>&-
+	wait_exit "${BG_PIDS[0]}" 30 || fail "the clients did not finish"
+	run cat "$out"
+	echo "# ${lines[1]}" >&3
+	assert_line --regexp '^cut: [0-9]+ whole echo then FIN, [1-9][0-9]* reset, 0 FIN before the whole echo, 0 no end$'
+}
+
 # What is still wrong (F8, F15, F16): the architecture is chapter 3's.
 # bats test_tags=flaw
 @test "still wrong: with -t 2, a third client waits while two clients hold both workers" {

@@ -212,3 +212,20 @@ result() {
 	assert_failure 1
 	assert_output --partial "1 of 1 runs reported no complete results"
 }
+
+# The attack lab (make attack): chapter 5 holds every attack; chapter 4,
+# with its F15 spin and no -c, breaks at least one.  The lab starts its
+# own servers and bounds every wait; one run takes about 8 s.
+@test "make attack: chapter 5 holds all 8 attacks, chapter 4 breaks at least one" {
+	make -s -C "$ROOT" test/attack test/echoclient >&2
+	run bash "$ROOT/test/attack.sh" 5
+	echo "$output" | sed 's/^/# /' >&3
+	assert_success
+	assert_line "8 of 8 attacks held"
+	refute_line --regexp ' broken '
+	run bash "$ROOT/test/attack.sh" 4
+	echo "$output" | sed 's/^/# /' >&3
+	assert_success
+	assert_line --regexp '^[0-7] of 8 attacks held$'
+	assert_line --regexp ' broken '
+}

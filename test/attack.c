@@ -1,0 +1,418 @@
+/*
+ * attack: hostile clients for an echo server on 127.0.0.1, each a mode that
+ * reports what the server did with it on one line.  Every loop is bounded by
+ * a count and by -T; it exits 0 when it could measure, 1 on an error, 2 on a
+ * usage error.  Whether what it measured is good is for the caller to say.
+ */
+
+#include <sys/types.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_MS	  86400000 /* a day, for -T and the modes' periods */
+#define MAX_CONNS 100000
+
+static const char *port;
+static long timeout_ms = 30000;
+
+/* Milliseconds on a clock that never jumps. */
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		err(1, "clock_gettime");
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Connect to the server on 127.0.0.1; the socket is then non-blocking. */
+static int
+dial(void)
+{
+	struct addrinfo hints, *ai;
+	int fd, flags, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_INET;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	if ((rc = getaddrinfo("127.0.0.1", port, &hints, &ai)) != 0)
+		errx(2, "port %s: %s", port, gai_strerror(rc));
+	if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
+		err(1, "socket");
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1)
+		err(1, "connect to 127.0.0.1 port %s", port);
+	freeaddrinfo(ai);
+	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
+		err(1, "fcntl");
+	return fd;
+}
+
+/*
+ * What the server did to a connection, seen from a read: 1 data, 0 a FIN,
+ * -1 a reset, -2 nothing yet.  Data read is thrown away; *got counts it.
+ */
+static int
+peek_end(int fd, size_t *got)
+{
+	char buf[4096];
+	ssize_t n;
+
+	for (;;) {
+		if ((n = read(fd, buf, sizeof(buf))) > 0) {
+			*got += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return 0;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return -2;
+		if (errno == ECONNRESET)
+			return -1;
+		err(1, "read");
+	}
+}
+
+/*
+ * trickle N MS: N connections each send one byte every MS ms and read what
+ * comes back.  A FIN says only that the server sends no more; it has let go
+ * of a connection when a byte meets a reset.  Report how many it let go and
+ * when the last went, from its connect; stop once all are gone, or at -T.
+ */
+static void
+trickle(size_t n, long period)
+{
+	struct pollfd *pfd;
+	long *opened, start = now_ms(), next, last = -1;
+	size_t i, gone = 0, fins = 0, got = 0;
+	int rc, end;
+
+	if ((pfd = calloc(n, sizeof(*pfd))) == NULL ||
+	    (opened = calloc(n, sizeof(*opened))) == NULL)
+		err(1, "calloc");
+	for (i = 0; i < n; i++) {
+		pfd[i].fd = dial();
+		pfd[i].events = POLLIN;
+		opened[i] = now_ms();
+	}
+	next = now_ms();
+	while (gone < n && now_ms() - start < timeout_ms) {
+		if ((rc = poll(pfd, n, 20)) == -1 && errno != EINTR)
+			err(1, "poll");
+		for (i = 0; i < n; i++) {
+			if (pfd[i].fd < 0)
+				continue;
+			end = -2;
+			if (pfd[i].revents & POLLERR)
+				end = -1;
+			else if (pfd[i].revents & POLLIN)
+				end = peek_end(pfd[i].fd, &got);
+			if (end == 0) {
+				/* Half-closed: no more POLLIN, or it spins. */
+				fins++;
+				pfd[i].events = 0;
+			}
+			if (end == -2 && now_ms() >= next &&
+			    write(pfd[i].fd, "x", 1) == -1) {
+				if (errno != EPIPE && errno != ECONNRESET &&
+				    errno != EAGAIN)
+					err(1, "write");
+				if (errno != EAGAIN)
+					end = -1;
+			}
+			if (end != -1)
+				continue;
+			if (now_ms() - opened[i] > last)
+				last = now_ms() - opened[i];
+			close(pfd[i].fd);
+			pfd[i].fd = -1;
+			gone++;
+		}
+		if (now_ms() >= next)
+			next += period;
+	}
+	printf("trickle: %zu of %zu let go (a reset), %zu sent a FIN first; "
+	       "the last went %ld ms after its connect; %zu bytes echoed\n",
+	       gone, n, fins, last, got);
+	for (i = 0; i < n; i++)
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	free(opened);
+	free(pfd);
+}
+
+/* Wait, bounded by deadline, for a line on stdin; exit 1 without one. */
+static void
+wait_stdin(long deadline)
+{
+	struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+	long wait;
+	int rc;
+
+	do {
+		if ((wait = deadline - now_ms()) <= 0)
+			errx(1, "no line on stdin within -T");
+		rc = poll(&pfd, 1, (int)wait);
+	} while (rc == 0 || (rc == -1 && errno == EINTR));
+	if (rc == -1)
+		err(1, "poll");
+}
+
+/*
+ * owed N: N connections each send one byte; once a line arrives on stdin,
+ * each is read to its end.  Report how many got their byte then a FIN, a
+ * reset (with or without the byte), a FIN without the byte, or no end
+ * within -T.
+ */
+static void
+owed(size_t n)
+{
+	struct pollfd pfd;
+	long deadline = now_ms() + timeout_ms;
+	size_t i, got, echo_fin = 0, resets = 0, lost = 0, open_ = 0;
+	int *fds, rc;
+
+	if ((fds = calloc(n, sizeof(*fds))) == NULL)
+		err(1, "calloc");
+	for (i = 0; i < n; i++) {
+		fds[i] = dial();
+		if (write(fds[i], "x", 1) != 1)
+			err(1, "write");
+	}
+	printf("owed: %zu connections sent a byte\n", n);
+	fflush(stdout);
+	wait_stdin(deadline);
+	for (i = 0; i < n; i++) {
+		got = 0;
+		pfd.fd = fds[i];
+		pfd.events = POLLIN;
+		while ((rc = peek_end(fds[i], &got)) == -2 &&
+		       now_ms() < deadline)
+			if (poll(&pfd, 1, 50) == -1 && errno != EINTR)
+				err(1, "poll");
+		if (rc == -1)
+			resets++;
+		else if (rc == 0 && got == 1)
+			echo_fin++;
+		else if (rc == 0)
+			lost++;
+		else
+			open_++;
+		close(fds[i]);
+	}
+	printf("owed: %zu echo then FIN, %zu reset, %zu FIN without the "
+	       "echo, %zu no end\n",
+	       echo_fin, resets, lost, open_);
+	free(fds);
+}
+
+/*
+ * cut N FROM STEP: N connections, the i-th sending FROM + i * STEP bytes
+ * without reading, then shutting down writing; the sizes straddle what the
+ * kernels' buffers and the server's own hold.  Once a line arrives on stdin
+ * each is read to its end.  Report how many got the whole echo and a FIN,
+ * a reset, or a FIN before the whole echo: a cut the client cannot tell.
+ */
+static void
+cut(size_t n, size_t from, size_t step)
+{
+	static char buf[65536];
+	struct pollfd *pfd;
+	size_t *sent, *total, i, got, whole = 0, resets = 0, silent = 0;
+	size_t open_ = 0, busy;
+	long deadline = now_ms() + timeout_ms, last;
+	ssize_t w;
+	int rc;
+
+	if ((pfd = calloc(n, sizeof(*pfd))) == NULL ||
+	    (sent = calloc(n, sizeof(*sent))) == NULL ||
+	    (total = calloc(n, sizeof(*total))) == NULL)
+		err(1, "calloc");
+	memset(buf, 'c', sizeof(buf));
+	for (i = 0; i < n; i++) {
+		pfd[i].fd = dial();
+		pfd[i].events = POLLOUT;
+		total[i] = from + i * step;
+	}
+	/* Send until every one is done, or nothing moved for 500 ms. */
+	for (last = now_ms(); now_ms() - last < 500 && now_ms() < deadline;) {
+		busy = 0;
+		if (poll(pfd, n, 50) == -1 && errno != EINTR)
+			err(1, "poll");
+		for (i = 0; i < n; i++) {
+			if (sent[i] == total[i])
+				continue;
+			busy++;
+			w = write(pfd[i].fd, buf,
+				  total[i] - sent[i] < sizeof(buf)
+					  ? total[i] - sent[i]
+					  : sizeof(buf));
+			if (w == -1 && errno != EAGAIN)
+				err(1, "write");
+			if (w > 0) {
+				sent[i] += (size_t)w;
+				last = now_ms();
+			}
+			if (sent[i] == total[i]) {
+				if (shutdown(pfd[i].fd, SHUT_WR) == -1)
+					err(1, "shutdown");
+				pfd[i].fd = ~pfd[i].fd; /* poll skips it */
+			}
+		}
+		if (busy == 0)
+			break;
+	}
+	for (i = 0; i < n; i++)
+		if (pfd[i].fd < 0)
+			pfd[i].fd = ~pfd[i].fd;
+	printf("cut: %zu connections sent %zu to %zu bytes unread\n", n,
+	       total[0], total[n - 1]);
+	fflush(stdout);
+	wait_stdin(deadline);
+	for (i = 0; i < n; i++) {
+		got = 0;
+		pfd[i].events = POLLIN;
+		while ((rc = peek_end(pfd[i].fd, &got)) == -2 &&
+		       now_ms() < deadline)
+			if (poll(&pfd[i], 1, 50) == -1 && errno != EINTR)
+				err(1, "poll");
+		if (rc == -1)
+			resets++;
+		else if (rc == 0 && got == sent[i])
+			whole++;
+		else if (rc == 0)
+			silent++;
+		else
+			open_++;
+		close(pfd[i].fd);
+	}
+	printf("cut: %zu whole echo then FIN, %zu reset, %zu FIN before the "
+	       "whole echo, %zu no end\n",
+	       whole, resets, silent, open_);
+	free(total);
+	free(sent);
+	free(pfd);
+}
+
+/* churn N: connect and close at once, N times in a row; report how long. */
+static void
+churn(size_t n)
+{
+	long start = now_ms();
+	size_t i;
+
+	for (i = 0; i < n && now_ms() - start < timeout_ms; i++)
+		close(dial());
+	printf("churn: %zu connects and closes in %ld ms\n", i,
+	       now_ms() - start);
+}
+
+/* Print the usage to stderr and exit with status. */
+static _Noreturn void
+usage(int status)
+{
+	fprintf(stderr,
+		"usage: attack [-h] [-T ms] -p port mode args\n"
+		"  -p port  the server's port on 127.0.0.1 (no default)\n"
+		"  -T ms    give up after this long (default 30000)\n"
+		"modes:\n"
+		"  trickle N MS  N connections send a byte every MS ms;\n"
+		"                report when the server closed them\n"
+		"  owed N        N connections send a byte; after a line\n"
+		"                on stdin, report how each one ended\n"
+		"  churn N       connect and close at once, N times\n"
+		"  cut N FROM STEP  N connections send FROM, FROM + STEP, ...\n"
+		"                bytes unread and shut down writing; after a\n"
+		"                line on stdin, report how each one ended\n");
+	exit(status);
+}
+
+/* Parse a number from 0 to max, or exit with a usage error. */
+static long
+number_arg(const char *what, const char *s, long max)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || n > max) {
+		warnx("%s: not a number from 0 to %ld: %s", what, max, s);
+		usage(2);
+	}
+	return n;
+}
+
+/* Raise the open-file limit to its hard limit, so that n connections fit. */
+static void
+raise_nofile(size_t n)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		err(1, "getrlimit");
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		err(1, "setrlimit");
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < n + 16)
+		errx(1, "%zu connections do not fit the open-file limit", n);
+}
+
+/* Parse the options and run the mode. */
+int
+main(int argc, char *argv[])
+{
+	size_t n;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "hp:T:")) != -1) {
+		switch (ch) {
+		case 'h':
+			usage(0);
+		case 'p':
+			port = optarg;
+			break;
+		case 'T':
+			timeout_ms = (long)number_arg("-T", optarg, MAX_MS);
+			break;
+		default:
+			usage(2);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (port == NULL || argc < 2)
+		usage(2);
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		err(1, "signal");
+	n = (size_t)number_arg(argv[0], argv[1], MAX_CONNS);
+	raise_nofile(n);
+	if (strcmp(argv[0], "trickle") == 0 && argc == 3)
+		trickle(n, (long)number_arg("trickle", argv[2], MAX_MS));
+	else if (strcmp(argv[0], "owed") == 0 && argc == 2)
+		owed(n);
+	else if (strcmp(argv[0], "churn") == 0 && argc == 2)
+		churn(n);
+	else if (strcmp(argv[0], "cut") == 0 && argc == 4)
+		cut(n, (size_t)number_arg("cut", argv[2], 1L << 30),
+		    (size_t)number_arg("cut", argv[3], 1L << 30));
+	else
+		usage(2);
+	return 0;
+}

@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# attack.sh: the attack lab.  Hostile clients (test/attack, test/echoclient)
+# meet an echo server, one attack at a time, each on a fresh server on
+# 127.0.0.1 and a free port; one line per attack says whether the server
+# held or broke, with the figure that decided it.
+#
+#   attack.sh STEP [SERVER]   chapter STEP's server, or SERVER built from it
+#                             (make attack STEP=N [ECHOSERVER=path])
+#
+# Every client and every wait is bounded; every server is stopped.  Exit 0
+# when every attack ran (held or broken), 1 if one could not run, 2 on a
+# usage error.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=test/server.bash
+source "$ROOT/test/server.bash"
+
+[[ $# -ge 1 && $1 =~ ^[1-9]$ ]] || {
+	sed -n '/^#   attack.sh/,/^#$/p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+STEP=$1
+SERVER=${2:-$ROOT/$(cd "$ROOT" && ls -d "step$STEP-"* | head -1)/echoserver}
+[[ -x $SERVER ]] || {
+	echo "attack.sh: $SERVER is not built: run make" >&2
+	exit 1
+}
+ATTACK=$ROOT/test/attack
+CLIENT=$ROOT/test/echoclient
+TMP=$(mktemp -d)
+SERVER_PID=
+BG=()
+HELD=0
+RAN=0
+
+# Stop whatever an attack left running, then remove the scratch directory.
+cleanup() {
+	local p
+	for p in "${BG[@]}"; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	BG=()
+	[[ -z $SERVER_PID ]] || server_stop "$SERVER_PID" 5
+	SERVER_PID=
+}
+trap 'cleanup; rm -rf "$TMP"' EXIT
+
+# start ARGS...: a fresh server on a free port (SERVER_PID, PORT).
+start() {
+	cleanup
+	server_start 10 "$TMP/server.out" "$TMP/server.err" "$SERVER" -p 0 "$@" ||
+		return 1
+}
+
+# start_limited FILES ARGS...: the same, with FILES descriptors at most.
+start_limited() {
+	local files=$1
+	shift
+	printf '#!/bin/sh\nulimit -n %d && exec "%s" "$@"\n' "$files" "$SERVER" \
+		>"$TMP/limited"
+	chmod +x "$TMP/limited"
+	cleanup
+	server_start 10 "$TMP/server.out" "$TMP/server.err" "$TMP/limited" \
+		-p 0 "$@"
+}
+
+# report NAME held|broken FIGURE: the attack's one line.
+report() {
+	RAN=$((RAN + 1))
+	[[ $2 == held ]] && HELD=$((HELD + 1))
+	printf '%-34s %-7s %s\n' "$1" "$2" "$3"
+}
+
+# The server takes option -$1 (its usage lists it).
+has_option() {
+	"$SERVER" -h 2>&1 | grep -q -- "-$1 "
+}
+
+# fresh_echo SECONDS: a new client's line comes back within SECONDS.
+fresh_echo() {
+	local fd reply rc=1
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || return 1
+	{ printf 'fresh\n' >&"$fd"; } 2>/dev/null
+	IFS= read -r -t "$1" reply <&"$fd" 2>/dev/null && [[ $reply == fresh ]] &&
+		rc=0
+	exec {fd}>&-
+	return $rc
+}
+
+# The number of descriptors process $1 holds.
+fds_of() {
+	ls "/proc/$1/fd" 2>/dev/null | wc -l
+}
+
+_fds_at_least() { (($(fds_of "$1") >= $2)); }
+_fds_at_most() { (($(fds_of "$1") <= $2)); }
+_has_line() { grep -q "$2" "$1" 2>/dev/null; }
+
+# slowloris: 200 clients each send a byte every 200 ms for 3 s; a new
+# client must still get its echo within 1 s.
+attack_slowloris() {
+	start -t 2 || return 1
+	"$ATTACK" -p "$PORT" -T 3000 trickle 200 200 >/dev/null 2>&1 &
+	BG+=("$!")
+	wait_until 5 _fds_at_least "$SERVER_PID" 200 || true
+	if fresh_echo 1; then
+		report slowloris held "a new client echoed within 1 s among 200 trickling ones"
+	else
+		report slowloris broken "a new client got no echo in 1 s among 200 trickling ones"
+	fi
+}
+
+# half-close without reading: 10 clients send until the server stops
+# taking data, shut down writing and never read; on SIGTERM the server must
+# still exit by its deadline + 2 s.
+attack_halfclose_noread() {
+	local i n=0
+	start -t 2 || return 1
+	mkfifo "$TMP/never"
+	exec 8<>"$TMP/never" # no line ever comes: they never read
+	for ((i = 0; i < 10; i++)); do
+		"$CLIENT" -p "$PORT" -T 15000 -w hold 16M <&8 \
+			>"$TMP/hold$i.out" 2>&1 &
+		BG+=("$!")
+	done
+	for ((i = 0; i < 10; i++)); do
+		wait_until 20 _has_line "$TMP/hold$i.out" '^sent unread' &&
+			n=$((n + 1))
+	done
+	kill -TERM "$SERVER_PID"
+	if server_wait "$SERVER_PID" 3 2>/dev/null; then
+		SERVER_PID=
+		report "half-close, never read" held "exit $STATUS ${ELAPSED}s after SIGTERM, $n clients owed megabytes"
+	else
+		report "half-close, never read" broken "still running 3 s after SIGTERM"
+	fi
+	exec 8>&-
+}
+
+# a byte after the signal: a client owed 1 MiB sends one more byte 300 ms
+# after SIGTERM; it must get all its echo, then EOF, not a reset.
+attack_late_byte() {
+	start -t 2 || return 1
+	mkfifo "$TMP/go2"
+	"$CLIENT" -p "$PORT" -T 10000 -l 300 hold 1M <"$TMP/go2" \
+		>"$TMP/late.out" 2>&1 &
+	local c=$!
+	BG+=("$c")
+	exec 7>"$TMP/go2"
+	wait_until 10 _has_line "$TMP/late.out" '^sent unread' || return 1
+	kill -TERM "$SERVER_PID"
+	printf 'go\n' >&7
+	exec 7>&-
+	wait_until 10 exited "$c" || true
+	if grep -q 'all echoed' "$TMP/late.out"; then
+		report "a byte after the signal" held "all 1 MiB echoed, then EOF"
+	else
+		report "a byte after the signal" broken "$(tail -1 "$TMP/late.out")"
+	fi
+}
+
+# reset storm: 100 clients send 256 KiB and reset without reading; the
+# server must live and echo a new client within 1 s.
+attack_reset_storm() {
+	local i
+	start -t 2 || return 1
+	for ((i = 0; i < 100; i++)); do
+		"$CLIENT" -p "$PORT" -T 5000 -S 100 rst 256K >/dev/null 2>&1
+	done
+	if ! exited "$SERVER_PID" && fresh_echo 1; then
+		report "reset storm" held "alive, and a new client echoed after 100 resets"
+	else
+		report "reset storm" broken "no echo for a new client after 100 resets"
+	fi
+}
+
+# connect/close churn: 2000 connections opened and closed at once; the
+# server must give back their descriptors within 3 s and echo a new client.
+attack_churn() {
+	local before out
+	start -t 2 || return 1
+	before=$(fds_of "$SERVER_PID")
+	out=$("$ATTACK" -p "$PORT" -T 20000 churn 2000 2>&1)
+	if wait_until 3 _fds_at_most "$SERVER_PID" $((before + 2)) &&
+		fresh_echo 1; then
+		report "connect/close churn" held "${out#churn: }; descriptors back to $(fds_of "$SERVER_PID")"
+	else
+		report "connect/close churn" broken "${out#churn: }; $(fds_of "$SERVER_PID") descriptors held (from $before)"
+	fi
+}
+
+# descriptor exhaustion: a limit of 64 descriptors and 120 clients; over
+# one second the server must use under a fifth of a CPU, not spin.
+attack_fd_exhaustion() {
+	local fds=() fd i t0 t1 ticks pct
+	start_limited 64 -t 2 || return 1
+	for ((i = 0; i < 120; i++)); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || break
+		fds+=("$fd")
+	done
+	ticks=$(getconf CLK_TCK)
+	t0=$(proc_cpu_ticks "$SERVER_PID") || t0=
+	sleep 1
+	t1=$(proc_cpu_ticks "$SERVER_PID") || t1=
+	for fd in "${fds[@]}"; do
+		exec {fd}>&-
+	done
+	if [[ -z $t0 || -z $t1 ]] || exited "$SERVER_PID"; then
+		report "descriptor exhaustion" broken "the server died: $(tail -1 "$TMP/server.err")"
+		return 0
+	fi
+	pct=$((100 * (t1 - t0) / ticks))
+	if ((pct < 20)); then
+		report "descriptor exhaustion" held "${pct}% CPU out of descriptors"
+	else
+		report "descriptor exhaustion" broken "${pct}% CPU out of descriptors: it spins"
+	fi
+}
+
+# trickling over-limit clients: with -c 4 and 4 clients served, 40 refused
+# ones send a byte every 200 ms; all must be let go within 4 s.
+attack_trickle_over_limit() {
+	local fds=() fd i out last
+	if ! has_option c; then
+		report "trickling over-limit clients" broken "no connection limit (-c) to hold"
+		return 0
+	fi
+	start -c 4 -t 2 || return 1
+	# each served before the next connects, so that none of the 40 is
+	for ((i = 0; i < 4; i++)); do
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+		fds+=("$fd")
+		printf 'served\n' >&"$fd"
+		IFS= read -r -t 2 _ <&"$fd" || return 1
+	done
+	out=$("$ATTACK" -p "$PORT" -T 6000 trickle 40 200 2>&1)
+	for fd in "${fds[@]}"; do
+		exec {fd}>&-
+	done
+	last=${out#*the last went }
+	last=${last%% ms*}
+	if [[ $out == "trickle: 40 of 40 let go"* ]] && ((last <= 4000)); then
+		report "trickling over-limit clients" held "40 of 40 let go, the last ${last} ms after its connect"
+	else
+		report "trickling over-limit clients" broken "${out#trickle: }"
+	fi
+}
+
+# cut-echo detection: 32 clients owed echo that do not read; cut at the
+# drain's deadline, each must see a reset, never a FIN before its echo.
+attack_cut_echo() {
+	local line silent
+	start -t 2 || return 1
+	mkfifo "$TMP/go3"
+	"$ATTACK" -p "$PORT" -T 30000 cut 32 2500000 98304 <"$TMP/go3" \
+		>"$TMP/cut3.out" 2>&1 &
+	local c=$!
+	BG+=("$c")
+	exec 7>"$TMP/go3"
+	wait_until 20 _has_line "$TMP/cut3.out" '^cut: 32 connections sent' ||
+		return 1
+	kill -TERM "$SERVER_PID"
+	server_wait "$SERVER_PID" 5 2>/dev/null && SERVER_PID=
+	printf 'go\n' >&7
+	exec 7>&-
+	wait_until 30 exited "$c" || true
+	line=$(grep '^cut: .* whole echo' "$TMP/cut3.out") || return 1
+	silent=${line#*reset, }
+	silent=${silent%% FIN before*}
+	if [[ $silent == 0 ]]; then
+		report "cut-echo detection" held "${line#cut: }"
+	else
+		report "cut-echo detection" broken "$silent of 32 read a FIN after part of their echo"
+	fi
+}
+
+for a in slowloris halfclose_noread late_byte reset_storm churn \
+	fd_exhaustion trickle_over_limit cut_echo; do
+	if ! "attack_$a"; then
+		echo "attack.sh: attack $a could not run" >&2
+		exit 1
+	fi
+done
+cleanup
+echo "$HELD of $RAN attacks held"
