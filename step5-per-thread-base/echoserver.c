@@ -386,6 +386,19 @@ client_echo(client_t *client, const char *data, size_t len)
 		client_stop_reading(client);
 }
 
+/*
+ * Data or an EOF waits on socket fd.  A loop that runs late can find a
+ * read's timeout due and drop the data that came in time: libevent then
+ * reports the timeout alone.  With something waiting, it was no silence.
+ */
+static int
+input_waiting(evutil_socket_t fd)
+{
+	char c;
+
+	return recv(fd, &c, 1, MSG_PEEK) != -1;
+}
+
 /* Data, EOF or silence from the client. */
 static void
 echo_read_cb(evutil_socket_t fd, short ev, void *arg)
@@ -395,6 +408,8 @@ echo_read_cb(evutil_socket_t fd, short ev, void *arg)
 	size_t room = sizeof(w->buf);
 	ssize_t n;
 
+	if ((ev & EV_TIMEOUT) && !client->lingering && input_waiting(fd))
+		ev = EV_READ;
 	if (ev & EV_TIMEOUT) {
 		if (client->lingering) {
 			/* No EOF within the bound: give up on it. */
