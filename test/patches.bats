@@ -101,7 +101,7 @@ serve_stage() {
 # 64 MiB without reading, shuts down writing and stalls with megabytes of
 # echo owed; SIGTERM; then it reads.  Print what the client says, its exit
 # status, and the server's.  (Chapter 4's own test of this keeps the client
-# writing, and only the drain of patch 9 ends that connection.)
+# writing, and only the drain of patch 10 ends that connection.)
 owed_on_shutdown() {
 	(
 		serve_stage "$1" -t 2
@@ -294,10 +294,62 @@ signal_a_worker() {
 	flips_back 4 8 step2.bats "queued jobs run newest first"
 }
 
-# On state 8 the server waits for its clients, which the test has left
-# connected when it fails: teardown kills it 2 s after its SIGTERM.
-@test "chapter 4, patch 9: on shutdown queued jobs run, and every connection, queued ones too, gets its echo and EOF within the deadline" {
-	flips 4 9 step4.bats "jobs still queued runs them all|a client still waiting for a worker gets its echo too|still queued at the deadline end with a reset|cut at the deadline get a reset"
+# queued_at_shutdown K: on chapter 4's server after patch K, with -t 1,
+# one client holds the worker and a second one, connected, has sent a line
+# and waits in the queue.  SIGTERM; once the server stops its workers, the
+# first client leaves.  Print the line the waiting client reads back, or
+# "nothing".  Before patch 9 the shutdown drops the queued job and the
+# server exits without serving it; after it the worker takes the job and
+# echoes the line within milliseconds: 5 s bounds the read.
+queued_at_shutdown() {
+	(
+		serve_stage "$1" -t 1 -v
+		local held waiting reply
+		exec {held}<>"/dev/tcp/127.0.0.1/$PORT"
+		printf 'held\n' >&"$held"
+		IFS= read -r -t 5 reply <&"$held" || reply=
+		if [[ $reply != held ]]; then
+			echo "no echo for the first client"
+			exit 1
+		fi
+		# on_accept() logs "connected" just before it queues the job
+		exec {waiting}<>"/dev/tcp/127.0.0.1/$PORT"
+		printf 'waiting\n' >&"$waiting"
+		wait_until 5 _logged "$SERVER_ERR" ': connected$' 2 || {
+			echo "the second client was never queued"
+			exit 1
+		}
+		kill -TERM "$SERVER_PID"
+		wait_until 5 _logged "$SERVER_ERR" '^echoserver: Stopping workers' 1 || {
+			echo "the server never stopped its workers"
+			exit 1
+		}
+		exec {held}>&-
+		# closed unserved, with its line unread, it may read a reset
+		IFS= read -r -t 5 reply <&"$waiting" 2>/dev/null || reply=
+		echo "${reply:-nothing}"
+		exec {waiting}>&-
+	)
+}
+
+@test "chapter 4, patch 9: on shutdown the jobs still queued run: a connection waiting for a worker is served" {
+	flips 4 9 step4.bats "jobs still queued runs them all"
+	run queued_at_shutdown 8
+	assert_output "nothing"
+	run queued_at_shutdown 9
+	assert_output "waiting"
+}
+
+# On state 9 the server waits for its clients, which the test has left
+# connected when it fails: teardown kills it 2 s after its SIGTERM.  The
+# other shutdown tests of step4.bats that fail on state 9 and pass on state
+# 10 (the busy clients', the half-closed readers', the chatty clients', the
+# owed megabytes' and the restart with a client connected: step4.bats run
+# on each state, 2026-12-02) are left out: on state 9 each waits out its
+# client's timeouts, and these three already show the drain, its deadline
+# and its reset.
+@test "chapter 4, patch 10: on shutdown every connection, queued ones too, gets its echo and EOF within the deadline, or a reset when cut" {
+	flips 4 10 step4.bats "a client still waiting for a worker gets its echo too|still queued at the deadline end with a reset|cut at the deadline get a reset"
 }
 
 # --- Chapter 5: the threading model, the hot path, one patch per defence -----

@@ -65,7 +65,7 @@ load helper
 	check_public_headers "$SOURCE_DIR"
 }
 
-# Fixes 3, 4 and 5 (F2, F3, F4, F5, F17): the work queue.
+# Fixes 3, 4, 5 and 9 (F2, F3, F4, F17, F5): the work queue.
 # bats test_tags=needs-demo
 @test "fixed: after shutdown no worker is left, and every job ran exactly once" {
 	check_workers_joined
@@ -148,7 +148,7 @@ load helper
 	check_waiting_order older
 }
 
-# Fix 9 (F5 at the server): the drain, its lingering close, one deadline.
+# Fix 10: the drain, its lingering close, one deadline.
 @test "fixed: on SIGINT two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
 	check_shutdown INT 2
 }
