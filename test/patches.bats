@@ -242,7 +242,7 @@ signal_a_worker() {
 	assert_equal "$(alive_after_shutdown 4 -w 4 -j 100 -s)" 0
 }
 
-@test "chapter 4, patch 5: the workers are joined, and the server waits for every connection's job" {
+@test "chapter 4, patch 5: the workers are joined, a failed workqueue_init stops the threads it started, and the server waits for every connection's job" {
 	flips 4 5 step4.bats "a failed workqueue_init stops and joins"
 	run owed_on_shutdown 4
 	echo "# state 4: ${output//$'\n'/; }" >&3
