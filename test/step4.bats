@@ -65,7 +65,7 @@ load helper
 	check_public_headers "$SOURCE_DIR"
 }
 
-# Fixes 2, 3 and 4 (F2, F3, F4, F5, F17): the work queue.
+# Fixes 3, 4, 5 and 9 (F2, F3, F4, F17, F5): the work queue.
 # bats test_tags=needs-demo
 @test "fixed: after shutdown no worker is left, and every job ran exactly once" {
 	check_workers_joined
@@ -88,12 +88,12 @@ load helper
 	assert_line "workers alive after failed init: 0"
 }
 
-# Fix 4, the server's side (F7): main waits for every connection's job.
+# Fix 5, the server's side (F7): main waits for every connection's job.
 @test "fixed: on SIGTERM a client that has not read megabytes of echo still gets all of it, then EOF" {
 	check_shutdown_owed TERM
 }
 
-# Fix 5 (F6): signals arrive as libevent events, not in a signal handler.
+# Fix 6 (F6): signals arrive as libevent events, not in a signal handler.
 # Chapter 3's build of this test reports "signal-unsafe call inside of a
 # signal"; this one must report nothing at all.  ThreadSanitizer makes the
 # server several times slower: 30 s bounds an exit the drain ends in 1 s.
@@ -114,7 +114,7 @@ load helper
 	echo "# built with $TSAN_CC" >&3
 }
 
-# Fix 6 (F11): SO_REUSEADDR before bind().  Chapter 3 fails this restart
+# Fix 7 (F11): SO_REUSEADDR before bind().  Chapter 3 fails this restart
 # with "Address already in use" (its test "still wrong: a restart right
 # after a shutdown with a client connected fails").  The client keeps its
 # end open, so the server's end of the old connection is still closing.
@@ -135,7 +135,7 @@ load helper
 	exec {fd}>&-
 }
 
-# Fix 7 (F10): arrival order.
+# Fix 8 (F10): arrival order.
 # bats test_tags=needs-demo
 @test "fixed: queued jobs run in arrival order: 1 2 3 4 5" {
 	run "$WORKQUEUE_DEMO" -j 5 -o
@@ -148,7 +148,7 @@ load helper
 	check_waiting_order older
 }
 
-# Fix 8 (F5 at the server): the drain, its lingering close, one deadline.
+# Fix 10: the drain, its lingering close, one deadline.
 @test "fixed: on SIGINT two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
 	check_shutdown INT 2
 }
