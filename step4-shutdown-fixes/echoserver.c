@@ -242,6 +242,19 @@ closeAndFreeClient(client_t *client)
 	free(client);
 }
 
+/*
+ * Data or an EOF waits on socket fd.  A loop that runs late can find a
+ * read's timeout due and drop the data that came in time: libevent then
+ * reports the timeout alone.  With something waiting, it was no silence.
+ */
+static int
+input_waiting(evutil_socket_t fd)
+{
+	char c;
+
+	return recv(fd, &c, 1, MSG_PEEK) != -1;
+}
+
 /* Echo what arrived; stop reading if the client does not read its echo. */
 static void
 buffered_on_read(struct bufferevent *bev, void *arg)
@@ -314,7 +327,11 @@ buffered_on_error(struct bufferevent *bev, short what, void *arg)
 	}
 	if (client->draining && (what & BEV_EVENT_TIMEOUT) &&
 	    !client->lingering) {
-		client_finish(client, 0);
+		/* The timeout stopped reading: read on if it was no silence. */
+		if (!input_waiting(bufferevent_getfd(bev)))
+			client_finish(client, 0);
+		else if (bufferevent_enable(bev, EV_READ) == -1)
+			closeClient(client);
 		return;
 	}
 	if (verbose && (what & BEV_EVENT_ERROR))
