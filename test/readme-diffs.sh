@@ -8,8 +8,11 @@
 # has it.  Files chapter N-1 had and chapter N drops are listed.  A chapter
 # told as a patch series (patches/) shows each patch under its lesson
 # instead, between "<!-- patch:begin NN -->" and "<!-- patch:end -->" (NN is
-# the patch's number), and its end section sums the change up.  With
-# --check, change nothing and fail if any README is stale.
+# the patch's number), and its end section sums the change up.  In the
+# chapters FOLD names, each patch's diff is folded under its lesson, in a
+# <details> element that GitHub shows closed, its summary the patch's name
+# and the diff's length.  With --check, change nothing and fail if any
+# README is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +21,9 @@ END='<!-- diff:end -->'
 
 steps=(step*/)
 steps=("${steps[@]%/}")
+
+# The chapters whose patch diffs are folded, by number.
+FOLD=(5)
 
 # The files of a chapter that the diff covers.
 sources() {
@@ -92,25 +98,39 @@ diff_stat() {
 }
 
 # patch_section PATCHFILE NN STEP: what goes between a patch's markers.  A
-# file the patch deletes is named, not shown line by line.
+# file the patch deletes is named, not shown line by line.  In a chapter of
+# FOLD the diff is folded: a blank line after the summary and before
+# </details>, or GitHub does not render the fenced diff inside.
 patch_section() {
-	local dropped
+	local dropped body fold=0 n
 	dropped=$(awk '/^--- a\// { f = substr($2, 3) }
 		/^@@ -1,[0-9]+ \+0,0 @@/ { printf "`%s` ", f }' "$1")
-	echo "<!-- patch:begin $2 -->"
-	echo
-	echo "\`patches/$(basename "$1")\`, generated; \`make diff STEP=$3 PATCH=$((10#$2))\` shows it too:"
-	echo
-	[[ -z $dropped ]] || printf 'It deletes %s(the patch file removes them line by line).\n\n' "$dropped"
-	echo '```diff'
-	awk '/^--- a\// {
+	body=$(awk '/^--- a\// {
 			p = 1; hdr = $0; getline plus; getline hunk
 			skip = hunk ~ /^@@ -1,[0-9]+ \+0,0 @@/
 			if (!skip) print hdr "\n" plus "\n" hunk
 			next
 		}
-		p && !skip' "$1"
+		p && !skip' "$1")
+	for n in "${FOLD[@]}"; do
+		[[ $n == "$3" ]] && fold=1
+	done
+	echo "<!-- patch:begin $2 -->"
+	echo
+	echo "\`patches/$(basename "$1")\`, generated; \`make diff STEP=$3 PATCH=$((10#$2))\` shows it too:"
+	echo
+	[[ -z $dropped ]] || printf 'It deletes %s(the patch file removes them line by line).\n\n' "$dropped"
+	if ((fold)); then
+		echo "<details><summary>patch $(basename "$1") ($(wc -l <<<"$body") lines)</summary>"
+		echo
+	fi
+	echo '```diff'
+	printf '%s\n' "$body"
 	echo '```'
+	if ((fold)); then
+		echo
+		echo "</details>"
+	fi
 	echo
 	echo "<!-- patch:end -->"
 }

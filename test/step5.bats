@@ -774,3 +774,59 @@ check_accept_pauses() {
 	assert_output --regexp "#[0-9]+ runServer "
 	echo "# built with $TSAN_CC; exit status $STATUS" >&3
 }
+
+# One loop thread, and a work thread for the blocking work: a read that
+# begins with "SLOW " takes 2 s of work (a sleep) before its echo.  With -t 1
+# the slow client and a fast one share the one loop.  The fast client
+# ping-pongs, 50 ms apart, from the slow request's send until its reply can
+# be read: a loop that sleeps holds one ping for nearly 2 s (the ping sent
+# while it sleeps waits for the end of the sleep), while a free loop echoes a
+# ping in milliseconds, strace and all (the slowest of about 30 pings: 7 to
+# 19 ms in 11 runs on 2026-12-02, a 2-core machine shared with other tests).
+# 500 ms leaves 25x that, and lies far below the 1.5 s a sleeping loop costs
+# even if a ping is sent 0.5 s late.  The reply to the slow request
+# is written by the thread that writes every ping's echo: the loop's.
+# bats test_tags=exercise
+@test "exercise 5: a SLOW request is echoed after its 2 s of work, by the loop thread, while another client's pings on the same worker each come back within 500 ms" {
+	exercise 5
+	local trace=$BATS_TEST_TMPDIR/writes.trace slow fast reply t0 t1 ms
+	local i=0 worst=0 slow_ms slow_tid ping_tids
+	start_traced_server "$trace" -e trace=write -- -t 1
+	exec {fast}<>"/dev/tcp/127.0.0.1/$PORT"
+	exec {slow}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'ping 0\n' >&"$fast"
+	IFS= read -r -t 5 reply <&"$fast" || fail "the fast client got no echo"
+	assert_equal "$reply" "ping 0"
+	t0=$(now)
+	printf 'SLOW hello\n' >&"$slow"
+	until read -r -t 0 -u "$slow"; do
+		(($(ms_since "$t0") < 8000)) ||
+			fail "no reply to the slow request in 8 s"
+		i=$((i + 1))
+		t1=$(now)
+		printf 'ping %d\n' "$i" >&"$fast"
+		IFS= read -r -t 8 reply <&"$fast" || fail "ping $i got no echo in 8 s"
+		ms=$(ms_since "$t1")
+		((ms <= worst)) || worst=$ms
+		assert_equal "$reply" "ping $i"
+		nap 0.05
+	done
+	slow_ms=$(ms_since "$t0")
+	IFS= read -r -t 1 reply <&"$slow" || fail "the slow client got no reply"
+	assert_equal "$reply" "SLOW hello"
+	echo "# the slow reply after ${slow_ms} ms; $i pings meanwhile, the slowest ${worst} ms" >&3
+	((slow_ms >= 1900)) ||
+		fail "the slow request was echoed after ${slow_ms} ms, not after its 2 s of work"
+	((worst < 500)) ||
+		fail "a ping waited ${worst} ms behind the slow request: the loop did its work"
+	exec {fast}>&- {slow}>&-
+	kill -INT "$SERVER_PID"
+	# strace writes its trace as the server exits, and exits with it
+	wait_exit "$TRACER_PID" 10
+	slow_tid=$(awk '/ write\([0-9]+, "SLOW hello/ { print $1 }' "$trace")
+	ping_tids=$(awk '/ write\([0-9]+, "ping / { print $1 }' "$trace" | sort -u)
+	[[ -n $slow_tid && -n $ping_tids ]] || fail "no echo writes in the trace"
+	assert_equal "$(wc -l <<<"$ping_tids")" 1
+	assert_equal "slow reply written by thread $slow_tid" \
+		"slow reply written by thread $ping_tids"
+}
