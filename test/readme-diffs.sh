@@ -23,7 +23,7 @@ steps=(step*/)
 steps=("${steps[@]%/}")
 
 # The chapters whose patch diffs are folded, by number.
-FOLD=(5)
+FOLD=(4 5)
 
 # The files of a chapter that the diff covers.
 sources() {
