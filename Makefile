@@ -11,10 +11,10 @@ BATS_FLAGS ?=
 # quick checks, what a learner runs after a change.  make test-all adds the
 # proofs of the tutorial itself, which take longer: each patch flips its
 # claim, each worked solution flips its check and each wrong answer fails
-# it, a handout works on its own, every README command runs, and a short
-# stress run of the threaded chapters.
+# it (the attack lab's exercises too), a handout works on its own, every
+# README command runs, and a short stress run of the threaded chapters.
 TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/grade.bats test/docs.bats)
-PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/handout.bats test/readme.bats
+PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/handout.bats test/readme.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
@@ -45,7 +45,8 @@ help:
 	@echo "make bench        measure every chapter against a bare epoll loop and"
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
 	@echo "make attack STEP=N   the attack lab: hostile clients against chapter N's"
-	@echo "                  server (or ECHOSERVER=path), held or broken per attack"
+	@echo "                  server (or ECHOSERVER=path), held or broken per attack;"
+	@echo "                  ATTACK=\"name ...\" runs only those"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
 	@echo "make stress STEP=N N=50   repeat a chapter's concurrency and shutdown"
@@ -132,11 +133,12 @@ stage:
 	@$(MAKE) -s -C $(STAGE_DIR)
 	@echo "built $(STAGE_DIR): try ECHOSERVER=$$PWD/$(STAGE_DIR)/echoserver bats test/step$(STEP).bats"
 
-# make attack STEP=N [ECHOSERVER=path]: hostile clients against a chapter's
-# server, one line per attack (test/attack.sh).
+# make attack STEP=N [ECHOSERVER=path] [ATTACK="name ..."]: hostile clients
+# against a chapter's server, one line per attack (test/attack.sh); it
+# fails (status 3 from attack.sh) when an attack broke the server.
 attack: all test/attack test/echoclient
-	@test -n "$(STEP)" || { echo "usage: make attack STEP=N [ECHOSERVER=path]"; exit 2; }
-	@bash test/attack.sh '$(STEP)' $(if $(ECHOSERVER),'$(ECHOSERVER)')
+	@test -n "$(STEP)" || { echo "usage: make attack STEP=N [ECHOSERVER=path] [ATTACK=\"name ...\"]"; exit 2; }
+	@ATTACK=$(call shell_word,$(ATTACK)) bash test/attack.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
 
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)

@@ -94,6 +94,7 @@ peek_end(int fd, size_t *got)
  * comes back.  A FIN says only that the server sends no more; it has let go
  * of a connection when a byte meets a reset.  Report how many it let go and
  * when the last went, from its connect; stop once all are gone, or at -T.
+ * Once all are connected it says so on stderr.
  */
 static void
 trickle(size_t n, long period)
@@ -111,6 +112,8 @@ trickle(size_t n, long period)
 		pfd[i].events = POLLIN;
 		opened[i] = now_ms();
 	}
+	/* For a caller that waits for them all before it goes on. */
+	fprintf(stderr, "trickle: %zu connected\n", n);
 	next = now_ms();
 	while (gone < n && now_ms() - start < timeout_ms) {
 		if ((rc = poll(pfd, n, 20)) == -1 && errno != EINTR)

@@ -1,0 +1,122 @@
+#!/usr/bin/env bats
+# The attack lab's exercises (chapter 5's README, "Make each attack hold"):
+# each starts from a stage of chapter 5's patch series (make stage STEP=5
+# N=K) whose attacks break, and its check is the lab itself (make attack
+# ATTACK=...), which exits 0 only when every attack named held.  For each
+# exercise: the check fails on its stage, passes with the chapter's next
+# patch applied (the worked solution), and rejects each of its wrong answers
+# (test/solutions/step5-labK.wrong-M.patch, applied to the stage) in every
+# one of WRONG_RUNS runs (default 3).
+
+bats_load_library bats-support
+bats_load_library bats-assert
+
+ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+README=$ROOT/step5-per-thread-base/README.md
+WRONG_RUNS=${WRONG_RUNS:-3}
+
+setup_file() {
+	make -s -C "$ROOT" test/attack test/echoclient >&2
+}
+
+# lab_items: one line per exercise of the README's "Make each attack hold":
+# its number, its stage and the attacks its check names, tab-separated.
+lab_items() {
+	awk '/^#+ / { on = ($0 == "### Make each attack hold") }
+		on && /^[0-9]+\. \*\*/ { flush(); k = $0; sub(/\..*/, "", k); text = "" }
+		on && k != "" { text = text " " $0 }
+		function flush(  n, a) {
+			if (k == "") return
+			n = a = text
+			if (!sub(/.*make stage STEP=5 N=/, "", n)) n = "?"
+			sub(/[^0-9].*/, "", n)
+			if (sub(/.*ATTACK="/, "", a)) sub(/".*/, "", a)
+			else if (sub(/.*ATTACK=/, "", a)) sub(/[^a-z-].*/, "", a)
+			else a = "?"
+			printf "%s\t%s\t%s\n", k, n, a
+		}
+		END { flush() }' "$README"
+}
+
+# stage K DIR: chapter 5 as it is after its patch K, built, in DIR.
+stage() {
+	bash "$ROOT/test/patches.sh" apply 5 "$1" "$2" >/dev/null ||
+		fail "chapter 5's patches do not apply up to $1"
+	make -s -C "$2" >"$2.build.log" 2>&1 ||
+		fail "chapter 5 after patch $1 does not build: $(tail -5 "$2.build.log")"
+}
+
+# with_patch K PATCH DIR: chapter 5 after its patch K, PATCH applied, built.
+with_patch() {
+	bash "$ROOT/test/patches.sh" apply 5 "$1" "$3" >/dev/null ||
+		fail "chapter 5's patches do not apply up to $1"
+	patch -s -p1 -d "$3" <"$2" || fail "${2##*/} does not apply after patch $1"
+	make -s -C "$3" >"$3.build.log" 2>&1 ||
+		fail "${2##*/} does not build: $(tail -5 "$3.build.log")"
+}
+
+# run_lab SERVER ATTACKS: the lab's check against SERVER; sets status, output.
+run_lab() {
+	run env ATTACK="$2" bash "$ROOT/test/attack.sh" 5 "$1"
+}
+
+@test "every attack-lab exercise names its stage, the attacks its check runs, a difficulty and a time, and has two wrong answers" {
+	local items k n attacks count p
+	items=$(lab_items)
+	[[ -n $items ]] || fail "chapter 5's README has no exercise under 'Make each attack hold'"
+	while IFS=$'\t' read -r -u 9 k n attacks; do
+		[[ $n =~ ^[0-9]+$ ]] || fail "lab exercise $k names no stage (make stage STEP=5 N=K)"
+		[[ $attacks != "?" ]] || fail "lab exercise $k names no ATTACK=..."
+		run env ATTACK="$attacks" bash "$ROOT/test/attack.sh" 5 /nonexistent
+		refute_output --partial "no attack named"
+		compgen -G "$ROOT/step5-per-thread-base/patches/$(printf '%02d' $((n + 1)))-*.patch" >/dev/null ||
+			fail "lab exercise $k: chapter 5 has no patch $((n + 1)) to solve it"
+		run awk -v k="$k" '/^#+ / { on = ($0 == "### Make each attack hold") }
+			on && /^[0-9]+\. \*\*/ { cur = $0; sub(/\..*/, "", cur) }
+			on && cur == k' "$README"
+		assert_output --regexp '\*\((easy|medium|hard), [0-9]+ min\)\*'
+		assert_output --partial "make attack STEP=5"
+		count=0
+		for p in "$ROOT"/test/solutions/step5-lab"$k".wrong-*.patch; do
+			[[ -e $p ]] || continue
+			count=$((count + 1))
+			head -1 "$p" | grep -qE "^Chapter 5, attack-lab exercise $k, a wrong answer: " ||
+				fail "${p##*/} does not start with 'Chapter 5, attack-lab exercise $k, a wrong answer: '"
+		done
+		((count >= 2)) || fail "lab exercise $k has $count wrong answers, not at least 2"
+	done 9<<<"$items"
+}
+
+@test "every attack-lab exercise: its stage breaks the check, the chapter's next patch holds it, every wrong answer breaks it every time" {
+	local k n attacks dir p name i t0
+	while IFS=$'\t' read -r -u 9 k n attacks; do
+		t0=$SECONDS
+		dir=$BATS_TEST_TMPDIR/lab$k-stage
+		stage "$n" "$dir"
+		run_lab "$dir/echoserver" "$attacks"
+		echo "$output" | sed "s/^/# lab $k, stage $n: /" >&3
+		assert_failure 3
+		assert_line --regexp ' broken '
+
+		dir=$BATS_TEST_TMPDIR/lab$k-solved
+		stage $((n + 1)) "$dir"
+		run_lab "$dir/echoserver" "$attacks"
+		echo "$output" | sed "s/^/# lab $k, patch $((n + 1)): /" >&3
+		assert_success
+		refute_line --regexp ' broken '
+
+		for p in "$ROOT"/test/solutions/step5-lab"$k".wrong-*.patch; do
+			name=${p##*/}
+			dir=$BATS_TEST_TMPDIR/${name%.patch}
+			with_patch "$n" "$p" "$dir"
+			for ((i = 1; i <= WRONG_RUNS; i++)); do
+				run_lab "$dir/echoserver" "$attacks"
+				((status == 3)) ||
+					fail "lab exercise $k's check accepts $name (run $i of $WRONG_RUNS): $output"
+				assert_line --regexp ' broken '
+			done
+			echo "# $name: rejected $WRONG_RUNS times of $WRONG_RUNS" >&3
+		done
+		echo "# lab exercise $k: $((SECONDS - t0)) s" >&3
+	done 9< <(lab_items)
+}
