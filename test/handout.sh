@@ -38,7 +38,8 @@ done
 # What a lab leaves out: the worked solutions and wrong answers, the tests
 # that apply them or need the chapters left out, and those chapters' tests.
 exclude=(':!test/solutions' ':!test/solutions.bats' ':!test/wrong-answers.bats'
-	':!test/lab.bats' ':!test/patches.bats' ':!test/stress.sh' ':!test/results')
+	':!test/exercises.bash' ':!test/lab.bats'
+	':!test/patches.bats' ':!test/stress.sh' ':!test/results')
 for c in "${chapters[@]}"; do
 	n=${c#step}
 	n=${n%%-*}

@@ -10,6 +10,7 @@
 
 bats_load_library bats-support
 bats_load_library bats-assert
+load exercises
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 CHAPTERS=(1 2 3 4 5)
@@ -18,12 +19,6 @@ setup_file() {
 	if [[ ! -x $ROOT/test/echoclient || $ROOT/test/echoclient.c -nt $ROOT/test/echoclient ]]; then
 		make -s -C "$ROOT" test/echoclient >&2
 	fi
-}
-
-# chapter_dir N: the directory of chapter N.
-chapter_dir() {
-	local dirs=("$ROOT/step$1-"*/)
-	printf '%s\n' "${dirs[0]%/}"
 }
 
 # readme_exercises N: the numbers of the exercises in chapter N's README
@@ -46,32 +41,10 @@ checks() {
 		/^}/ { want = "" }' "$ROOT/test/step$1.bats"
 }
 
-# solutions N: the numbers of chapter N's solution patches.
-solutions() {
-	local p
-	for p in "$ROOT"/test/solutions/step"$1"-ex*.patch; do
-		[[ -e $p && $p != *.wrong-*.patch ]] || continue
-		p=${p##*-ex}
-		printf '%s\n' "${p%.patch}"
-	done | sort -n
-}
-
 # copy_chapter N DEST: a clean copy of chapter N's sources in DEST.
 copy_chapter() {
 	cp -r "$(chapter_dir "$1")" "$2"
 	make -s -C "$2" clean >/dev/null
-}
-
-# run_check N K DIR: run chapter N's check for exercise K against DIR's
-# programs and sources; sets status and output (bats' run).  A program DIR
-# could not build is left to the chapter's default: the check at hand does
-# not run it (exercise 5 of chapter 4 breaks the build on purpose).
-run_check() {
-	local n=$1 k=$2 dir=$3
-	local env=(env -u ECHOSERVER -u WORKQUEUE_DEMO EXERCISES=1 "SOURCE_DIR=$dir")
-	[[ -x $dir/echoserver ]] && env+=("ECHOSERVER=$dir/echoserver")
-	[[ -x $dir/workqueue_demo ]] && env+=("WORKQUEUE_DEMO=$dir/workqueue_demo")
-	run "${env[@]}" bats --tap -f "^exercise $k:" "$ROOT/test/step$n.bats"
 }
 
 # check_flips N: each of chapter N's checks fails on a copy of the chapter,

@@ -13,6 +13,7 @@
 
 bats_load_library bats-support
 bats_load_library bats-assert
+load exercises
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 CHAPTERS=(1 2 3 4 5)
@@ -20,22 +21,6 @@ WRONG_RUNS=${WRONG_RUNS:-3}
 
 setup_file() {
 	make -s -C "$ROOT" test/echoclient test/racehook.so >&2
-}
-
-# chapter_dir N: the directory of chapter N.
-chapter_dir() {
-	local dirs=("$ROOT/step$1-"*/)
-	printf '%s\n' "${dirs[0]%/}"
-}
-
-# exercises N: the numbers of chapter N's worked solutions, one a line.
-exercises() {
-	local p
-	for p in "$ROOT"/test/solutions/step"$1"-ex*.patch; do
-		[[ $p == *.wrong-*.patch ]] && continue
-		p=${p##*-ex}
-		printf '%s\n' "${p%.patch}"
-	done | sort -n
 }
 
 # wrong_answers N K: chapter N exercise K's wrong-answer patches.
@@ -46,21 +31,11 @@ wrong_answers() {
 	done
 }
 
-# run_check N K DIR: chapter N's check for exercise K against DIR's programs
-# and sources, as test/solutions.bats runs it; sets status and output.
-run_check() {
-	local n=$1 k=$2 dir=$3
-	local env=(env -u ECHOSERVER -u WORKQUEUE_DEMO EXERCISES=1 "SOURCE_DIR=$dir")
-	[[ -x $dir/echoserver ]] && env+=("ECHOSERVER=$dir/echoserver")
-	[[ -x $dir/workqueue_demo ]] && env+=("WORKQUEUE_DEMO=$dir/workqueue_demo")
-	run "${env[@]}" bats --tap -f "^exercise $k:" "$ROOT/test/step$n.bats"
-}
-
 # check_rejects N: every wrong answer of every exercise of chapter N fails
 # its exercise's check in each of WRONG_RUNS runs.
 check_rejects() {
 	local n=$1 k patch copy name i t0
-	for k in $(exercises "$n"); do
+	for k in $(solutions "$n"); do
 		for patch in $(wrong_answers "$n" "$k"); do
 			name=${patch##*/}
 			copy=$BATS_TEST_TMPDIR/${name%.patch}
@@ -86,7 +61,7 @@ check_rejects() {
 @test "every exercise in chapters 1 to 5 has at least two wrong answers, each saying what is wrong with it" {
 	local n k patch count
 	for n in "${CHAPTERS[@]}"; do
-		for k in $(exercises "$n"); do
+		for k in $(solutions "$n"); do
 			count=0
 			for patch in $(wrong_answers "$n" "$k"); do
 				count=$((count + 1))
