@@ -95,25 +95,30 @@ peek_end(int fd, size_t *got)
  * of a connection when a byte meets a reset.  Report how many it let go and
  * when the last went, from its connect; stop once all are gone, or at -T.
  * Once all are connected it says so on stderr.
+ *
+ * linger N MS: the same, but each connection stays silent until the
+ * server's FIN (an idle timeout), and only then sends a byte every MS ms;
+ * when the last went is counted from its FIN.
  */
 static void
-trickle(size_t n, long period)
+trickle(size_t n, long period, int after_fin)
 {
+	const char *mode = after_fin ? "linger" : "trickle";
 	struct pollfd *pfd;
-	long *opened, start = now_ms(), next, last = -1;
+	long *since, start = now_ms(), next, last = -1;
 	size_t i, gone = 0, fins = 0, got = 0;
 	int rc, end;
 
 	if ((pfd = calloc(n, sizeof(*pfd))) == NULL ||
-	    (opened = calloc(n, sizeof(*opened))) == NULL)
+	    (since = calloc(n, sizeof(*since))) == NULL)
 		err(1, "calloc");
 	for (i = 0; i < n; i++) {
 		pfd[i].fd = dial();
 		pfd[i].events = POLLIN;
-		opened[i] = now_ms();
+		since[i] = after_fin ? -1 : now_ms();
 	}
 	/* For a caller that waits for them all before it goes on. */
-	fprintf(stderr, "trickle: %zu connected\n", n);
+	fprintf(stderr, "%s: %zu connected\n", mode, n);
 	next = now_ms();
 	while (gone < n && now_ms() - start < timeout_ms) {
 		if ((rc = poll(pfd, n, 20)) == -1 && errno != EINTR)
@@ -130,8 +135,10 @@ trickle(size_t n, long period)
 				/* Half-closed: no more POLLIN, or it spins. */
 				fins++;
 				pfd[i].events = 0;
+				if (after_fin)
+					since[i] = now_ms();
 			}
-			if (end == -2 && now_ms() >= next &&
+			if (end == -2 && since[i] != -1 && now_ms() >= next &&
 			    write(pfd[i].fd, "x", 1) == -1) {
 				if (errno != EPIPE && errno != ECONNRESET &&
 				    errno != EAGAIN)
@@ -141,8 +148,8 @@ trickle(size_t n, long period)
 			}
 			if (end != -1)
 				continue;
-			if (now_ms() - opened[i] > last)
-				last = now_ms() - opened[i];
+			if (since[i] != -1 && now_ms() - since[i] > last)
+				last = now_ms() - since[i];
 			close(pfd[i].fd);
 			pfd[i].fd = -1;
 			gone++;
@@ -150,13 +157,13 @@ trickle(size_t n, long period)
 		if (now_ms() >= next)
 			next += period;
 	}
-	printf("trickle: %zu of %zu let go (a reset), %zu sent a FIN first; "
-	       "the last went %ld ms after its connect; %zu bytes echoed\n",
-	       gone, n, fins, last, got);
+	printf("%s: %zu of %zu let go (a reset), %zu sent a FIN first; "
+	       "the last went %ld ms after its %s; %zu bytes echoed\n",
+	       mode, gone, n, fins, last, after_fin ? "FIN" : "connect", got);
 	for (i = 0; i < n; i++)
 		if (pfd[i].fd >= 0)
 			close(pfd[i].fd);
-	free(opened);
+	free(since);
 	free(pfd);
 }
 
@@ -337,6 +344,7 @@ usage(int status)
 		"modes:\n"
 		"  trickle N MS  N connections send a byte every MS ms;\n"
 		"                report when the server closed them\n"
+		"  linger N MS   the same, but silent until the server's FIN\n"
 		"  owed N        N connections send a byte; after a line\n"
 		"                on stdin, report how each one ended\n"
 		"  churn N       connect and close at once, N times\n"
@@ -407,7 +415,9 @@ main(int argc, char *argv[])
 	n = (size_t)number_arg(argv[0], argv[1], MAX_CONNS);
 	raise_nofile(n);
 	if (strcmp(argv[0], "trickle") == 0 && argc == 3)
-		trickle(n, (long)number_arg("trickle", argv[2], MAX_MS));
+		trickle(n, (long)number_arg("trickle", argv[2], MAX_MS), 0);
+	else if (strcmp(argv[0], "linger") == 0 && argc == 3)
+		trickle(n, (long)number_arg("linger", argv[2], MAX_MS), 1);
 	else if (strcmp(argv[0], "owed") == 0 && argc == 2)
 		owed(n);
 	else if (strcmp(argv[0], "churn") == 0 && argc == 2)

@@ -336,13 +336,30 @@ check_refused_tricklers() {
 	start_server -c 1 -t 2
 	hold_clients 1
 	run attack -T 8000 trickle 40 200
-	echo "# $output" >&3
+	sed 's/^/# /' <<<"$output" >&3
 	assert_success
-	assert_output --regexp '^trickle: 40 of 40 let go'
+	assert_line --regexp '^trickle: 40 of 40 let go'
 	local last=${output#*the last went }
 	last=${last%% ms*}
 	((last <= 4000))
 	release_clients
+}
+
+# -i 1: 10 clients stay silent until the server closes them lingering (a
+# FIN after 1 s idle), then each sends a byte every 200 ms.  They are all
+# let go (a byte meets a reset) within the linger bound of the FIN:
+# LINGER_SECONDS (2 s), plus one 200 ms period to notice, plus 1.8 s for a
+# busy machine (measured: 2.2 s).  A bound that each byte restarted would
+# keep them for ever; the attack gives up at 8 s.
+check_idle_tricklers() {
+	start_server -i 1 -t 2
+	run attack -T 8000 linger 10 200
+	sed 's/^/# /' <<<"$output" >&3
+	assert_success
+	assert_line --regexp '^linger: 10 of 10 let go \(a reset\), 10 sent a FIN first;'
+	local last=${output#*the last went }
+	last=${last%% ms*}
+	((last <= 4000))
 }
 
 # Descriptors limited to 128, -c 20 and 20 clients served: 250 refused
@@ -368,9 +385,9 @@ check_refused_flood() {
 	wait_until 2 _new_client_served ||
 		fail "a client under the limit was not served during the flood"
 	wait_exit "${BG_PIDS[0]}" 10 || fail "the flood did not end"
-	echo "# $(cat "$out")" >&3
+	sed 's/^/# /' "$out" >&3
 	run cat "$out"
-	assert_output --regexp '^trickle: 250 of 250 let go'
+	assert_line --regexp '^trickle: 250 of 250 let go'
 	release_clients
 }
 
@@ -646,6 +663,10 @@ check_accept_pauses() {
 	run cat "$out"
 	assert_line --partial "all echoed"
 	assert_equal "$STATUS" 0
+}
+
+@test "-i 1: clients closed idle that then trickle a byte every 200 ms are all let go within the linger bound of the close" {
+	check_idle_tricklers
 }
 
 @test "-c 10 serves exactly 10 of 15 clients, closes 5 at once with a clean EOF though they have sent, and takes a new one after two leave" {
