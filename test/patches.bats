@@ -39,26 +39,28 @@ on_stage() {
 		SOURCE_DIR="$dir" bats -f "$4" "$ROOT/test/$3"
 }
 
-# flips STEP K FILE REGEX: FILE's tests matching REGEX (at least one) fail
-# on the state before patch K and pass on the state after it.
+# flips STEP K FILE REGEX: FILE's tests matching REGEX (at least one) each
+# fail on the state before patch K, and each pass on the state after it.
 flips() {
 	on_stage "$1" $(($2 - 1)) "$3" "$4"
 	assert_failure
-	assert_output --partial "not ok"
+	assert_line --regexp '^not ok [0-9]+ '
+	refute_line --regexp '^ok [0-9]+ '
 	on_stage "$1" "$2" "$3" "$4"
 	assert_success
 	assert_line --regexp '^ok [0-9]+ '
 }
 
 # flips_back STEP K FILE REGEX: the other way round, for a test that asserts
-# a flaw ("still wrong: ..."): it passes before patch K and fails after it.
+# a flaw ("still wrong: ..."): each passes before patch K and fails after it.
 flips_back() {
 	on_stage "$1" $(($2 - 1)) "$3" "$4"
 	assert_success
 	assert_line --regexp '^ok [0-9]+ '
 	on_stage "$1" "$2" "$3" "$4"
 	assert_failure
-	assert_output --partial "not ok"
+	assert_line --regexp '^not ok [0-9]+ '
+	refute_line --regexp '^ok [0-9]+ '
 }
 
 # --- Chapter 4: one patch per fix --------------------------------------------
