@@ -5,7 +5,7 @@
 #   build  `make`: a C compiler, make, pkg-config, libevent 2.1
 #   run    `make run`: that, and socat to try the server by hand
 #   test   `make test`: that, and Bats, socat, iproute2, util-linux, strace,
-#          gdb
+#          gdb, GNU parallel
 #   check  `make check` and `make deps`: that, and clang with its sanitizer
 #          runtime, clang-format, cppcheck, valgrind, shellcheck
 #
@@ -75,6 +75,10 @@ missing() {
 		have strace || need+=(strace)
 		# chapter 3's hung server shows its threads' stacks (f6.bash)
 		have gdb || need+=(gdb)
+		# Bats runs test files side by side with GNU parallel (not
+		# moreutils' parallel, which has the same name)
+		parallel --version </dev/null 2>/dev/null | grep -q 'GNU parallel' ||
+			need+=(parallel)
 	fi
 	if [[ $want == check ]]; then
 		have clang || need+=(clang)
