@@ -335,13 +335,7 @@ attack() {
 check_refused_tricklers() {
 	start_server -c 1 -t 2
 	hold_clients 1
-	run attack -T 8000 trickle 40 200
-	sed 's/^/# /' <<<"$output" >&3
-	assert_success
-	assert_line --regexp '^trickle: 40 of 40 let go'
-	local last=${output#*the last went }
-	last=${last%% ms*}
-	((last <= 4000))
+	all_let_go_within 4000 trickle 40 200
 	release_clients
 }
 
@@ -353,13 +347,23 @@ check_refused_tricklers() {
 # keep them for ever; the attack gives up at 8 s.
 check_idle_tricklers() {
 	start_server -i 1 -t 2
-	run attack -T 8000 linger 10 200
+	all_let_go_within 4000 linger 10 200
+	assert_line --regexp '^linger: .*, 10 sent a FIN first;'
+}
+
+# all_let_go_within MS MODE N PERIOD: test/attack's MODE (trickle or
+# linger) with N connections; every one must be let go, the last within MS
+# ms of its connect (trickle) or of the server's FIN (linger), before the
+# attack gives up at 8 s.  Leaves attack's lines in output.
+all_let_go_within() {
+	local ms=$1 mode=$2 n=$3 last
+	run attack -T 8000 "$mode" "$n" "$4"
 	sed 's/^/# /' <<<"$output" >&3
 	assert_success
-	assert_line --regexp '^linger: 10 of 10 let go \(a reset\), 10 sent a FIN first;'
-	local last=${output#*the last went }
+	assert_line --regexp "^$mode: $n of $n let go"
+	last=${output#*the last went }
 	last=${last%% ms*}
-	((last <= 4000))
+	((last <= ms)) || fail "the last went $last ms after its start, over $ms"
 }
 
 # Descriptors limited to 128, -c 20 and 20 clients served: 250 refused
