@@ -105,6 +105,11 @@ workqueue_init(workqueue_t *workqueue, int numWorkers)
 			 * started keep running, on a queue the caller will
 			 * think never existed.
 			 */
+			/*
+			 * FLAW (fixed in step 4): F19, pthread_create() returns
+			 * its error and leaves errno alone: perror() names
+			 * whatever errno last held, not the error in rc.
+			 */
 			perror("workqueue_init: pthread_create");
 			free(worker);
 			return 1;

@@ -94,6 +94,18 @@ load helper
 	assert_line "workers alive after failed init: 2"
 }
 
+# F19: the same -f run, where the third pthread_create() fails for want of
+# address space for its stack and returns EAGAIN ("insufficient resources",
+# POSIX).  It sets no errno; the failed mmap() of the stack inside it left
+# errno at ENOMEM, and perror() prints that.  Chapter 4 prints the EAGAIN.
+# bats test_tags=flaw,needs-demo
+@test "still wrong: a failed pthread_create is reported with errno's stale error, not the EAGAIN it returned" {
+	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	assert_success
+	assert_line --regexp '^(workqueue_demo: )?workqueue_init: pthread_create: '
+	refute_line --regexp 'pthread_create: Resource temporarily unavailable$'
+}
+
 # Exercises (see step2-workqueue/README.md).
 # The shutdown's broadcast races with whatever it writes after the unlock:
 # racehook.so holds it there until every woken worker has gone back to
