@@ -6,7 +6,7 @@
  * Shutdown lets the queued jobs run, then every worker leaves and is joined.
  */
 
-#include <errno.h>
+#include <err.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,9 +93,9 @@ workqueue_init(workqueue_t *workqueue, int numWorkers)
 		worker->workqueue = workqueue;
 		if ((rc = pthread_create(&worker->thread, NULL, worker_function,
 					 worker)) != 0) {
-			/* pthread_create() returns its error, sets no errno. */
-			errno = rc;
-			perror("workqueue_init: pthread_create");
+			/* It returns its error and leaves errno alone. */
+			warnx("workqueue_init: pthread_create: %s",
+			      strerror(rc));
 			free(worker);
 			/* Stop and join the workers already started. */
 			workqueue_shutdown(workqueue);
@@ -121,10 +121,10 @@ workqueue_shutdown(workqueue_t *workqueue)
 
 	/* A worker leaves once no job waits and its own job has returned. */
 	while ((worker = workqueue->workers) != NULL) {
-		/* It fails only on a thread that is not ours to join. */
+		/* It fails on a thread not ours to join, or on our own. */
 		if ((rc = pthread_join(worker->thread, NULL)) != 0) {
-			errno = rc;
-			perror("workqueue_shutdown: pthread_join");
+			warnx("workqueue_shutdown: pthread_join: %s",
+			      strerror(rc));
 			abort();
 		}
 		LL_REMOVE(worker, workqueue->workers);

@@ -2,7 +2,7 @@
 # and show where the hung server waits.
 #
 # Sourced by step3.bats, whose still-wrong test shows the hang, and by
-# patches.bats, which shows that chapter 4's patch 6 ends it.
+# patches.bats, which shows that chapter 4's patch 9 ends it.
 
 # The F6_ variables are for the tests that source this file.
 # shellcheck disable=SC2034
@@ -12,7 +12,7 @@ source "${BASH_SOURCE[0]%/*}/server.bash"
 
 # How long a server has to exit after SIGINT before it counts as hung, in
 # seconds.  While a client churns, chapter 3 exits 2-80 ms after the signal,
-# and chapter 4 after patch 6 (which waits for its workers) within 0.36 s,
+# and chapter 4 after patch 9 (which waits for its workers) within 0.36 s,
 # on a 2-core machine shared with other test runs; a deadlocked server
 # never does.
 F6_EXIT_BOUND=3
@@ -20,10 +20,10 @@ F6_EXIT_BOUND=3
 # How many servers to try (with -t 8), and for how long at most.  Measured
 # on a 2-core machine shared with other test runs, 2026-12-02: chapter 3
 # hung after 1 to 19 attempts in 50 runs of its test (median 2); chapter 4
-# before patch 6, whose handler can only deadlock on malloc's lock or its
+# before patch 9, whose handler can only deadlock on malloc's lock or its
 # base's, after 2 to 213 in 34 hunts (mean 68; 129 in the 4 of them the
 # patch test made): even at 1 hang in 130 attempts, 1000 miss it about
-# once in 2000 runs.  After patch 6 an attempt takes 0.06-0.12 s: all
+# once in 2000 runs.  After patch 9 an attempt takes 0.06-0.12 s: all
 # 1000 in 60-120 s; the 600 s only stop a hunt on a machine far slower.
 F6_ATTEMPTS=1000
 F6_SECONDS=600

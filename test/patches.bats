@@ -103,7 +103,7 @@ serve_stage() {
 # 64 MiB without reading, shuts down writing and stalls with megabytes of
 # echo owed; SIGTERM; then it reads.  Print what the client says, its exit
 # status, and the server's.  (Chapter 4's own test of this keeps the client
-# writing, and only the drain of patch 10 ends that connection.)
+# writing, and only the drain of patch 13 ends that connection.)
 owed_on_shutdown() {
 	(
 		serve_stage "$1" -t 2
@@ -135,10 +135,10 @@ owed_on_shutdown() {
 # and silent.  SIGINT; the first client leaves; the server exits, closing the
 # waiting connection first while its client keeps its end open, so that end
 # of it is still closing (FIN_WAIT2) on the port.  Print "restarted" when a
-# new server listens on the same port at once, else why not.  Since patch 5
+# new server listens on the same port at once, else why not.  Since patch 8
 # the server waits for a connected client, up to its 10 s timeout, so the
 # test chapter 3 has for this, which keeps its one client, cannot tell
-# states 6 and 7 apart.
+# states 9 and 10 apart.
 restart_after_shutdown() {
 	(
 		serve_stage "$1" -t 1 -v
@@ -244,63 +244,86 @@ signal_a_worker() {
 	assert_equal "$(alive_after_shutdown 4 -w 4 -j 100 -s)" 0
 }
 
-@test "chapter 4, patch 5: the workers are joined, a failed workqueue_init stops the threads it started, and the server waits for every connection's job" {
-	flips 4 5 step4.bats "a failed workqueue_init stops and joins"
-	run owed_on_shutdown 4
-	echo "# state 4: ${output//$'\n'/; }" >&3
-	assert_line --regexp '^client: .*(lost|reset).*, status 1$'
+@test "chapter 4, patch 5: a failed pthread_create() is reported with the error it returned, not errno's" {
+	flips 4 5 step4.bats "a failed pthread_create is reported with the error it returned"
+	flips_back 4 5 step2.bats "a failed pthread_create is reported with errno.s stale error"
+}
+
+@test "chapter 4, patch 6: workqueue_shutdown() joins the workers: none is left when it returns, however late they wake" {
+	flips 4 6 step4.bats "workqueue_shutdown returns only once every worker has left"
+}
+
+@test "chapter 4, patch 7: a failed workqueue_init stops and joins the threads it started" {
+	flips 4 7 step4.bats "a failed workqueue_init stops and joins"
+	flips_back 4 7 step2.bats "a failed workqueue_init leaves the 2 threads it started running"
+}
+
+# Before patch 6 nothing waits for the workers: the server returns with a
+# client's echo owed.  Patches 6 and 7 join, but from the signal handler,
+# which on a worker joins its own thread: pthread_join() says EDEADLK and
+# the shutdown aborts (status 134).  Patch 8 joins after the accept loop.
+@test "chapter 4, patch 8: the server waits for every connection after the accept loop, not in the signal handler" {
+	run signal_a_worker 7
+	echo "# state 7: ${output//$'\n'/; }" >&3
+	assert_line "exited, status 134"
+	run signal_a_worker 8
+	echo "# state 8: $output" >&3
+	assert_output "exited, status 0"
 	run owed_on_shutdown 5
 	echo "# state 5: ${output//$'\n'/; }" >&3
+	assert_line --regexp '^client: .*(lost|reset).*, status 1$'
+	run owed_on_shutdown 8
+	echo "# state 8: ${output//$'\n'/; }" >&3
 	assert_line --regexp '^client: .*all echoed.*, status 0$'
 	assert_line "server: status 0"
 }
 
-# Patch 6 also ends the deadlock that chapter 3's still-wrong test provokes
+# Patch 9 also ends the deadlock that chapter 3's still-wrong test provokes
 # (test/f6.bash): the same attempts, each a SIGINT sent while a client
 # churns connections, find a server hung in its handler before the patch
 # and none after it.
-@test "chapter 4, patch 6: with signals taken as libevent events no signal handler makes unsafe calls (ThreadSanitizer), and a signal that lands while the server accepts no longer hangs it" {
-	flips_back 4 6 step3.bats "the signal handler makes calls that are not async-signal-safe"
+@test "chapter 4, patch 9: with signals taken as libevent events no signal handler makes unsafe calls (ThreadSanitizer), and a signal that lands while the server accepts no longer hangs it" {
+	flips_back 4 9 step3.bats "the signal handler makes calls that are not async-signal-safe"
 	local k dir
 	ECHOCLIENT=$ROOT/test/echoclient
 	make -s -C "$ROOT" test/echoclient >&2
-	for k in 5 6; do
+	for k in 8 9; do
 		dir=$(stage 4 "$k") || fail "state $k of chapter 4 does not build"
 		f6_build "$dir" "$BATS_TEST_TMPDIR/state$k"
 		mkdir -p "$BATS_TEST_TMPDIR/hunt$k"
 		f6_hunt "$F6_ATTEMPTS" "$F6_SECONDS" "$BATS_TEST_TMPDIR/hunt$k" \
 			"$BATS_TEST_TMPDIR/state$k/echoserver" -t 8
 		[[ -z $F6_ERROR ]] || fail "state $k: $F6_ERROR"
-		if ((k == 5)); then
-			((F6_HUNG)) || fail "state 5: no hang in $F6_TRIES attempts"
-			f6_show "$BATS_TEST_TMPDIR/hunt5" | sed 's/^/# state 5: /' >&3
-			f6_assert_stuck_in_handler "$BATS_TEST_TMPDIR/hunt5"
+		if ((k == 8)); then
+			((F6_HUNG)) || fail "state 8: no hang in $F6_TRIES attempts"
+			f6_show "$BATS_TEST_TMPDIR/hunt8" | sed 's/^/# state 8: /' >&3
+			f6_assert_stuck_in_handler "$BATS_TEST_TMPDIR/hunt8"
 		else
-			echo "# state 6: $F6_TRIES attempts, none hung; the slowest exit took ${F6_SLOWEST}s; exit statuses: $F6_STATUSES" >&3
-			((!F6_HUNG)) || fail "state 6 hung: $(f6_show "$BATS_TEST_TMPDIR/hunt6")"
+			echo "# state 9: $F6_TRIES attempts, none hung; the slowest exit took ${F6_SLOWEST}s; exit statuses: $F6_STATUSES" >&3
+			((!F6_HUNG)) || fail "state 9 hung: $(f6_show "$BATS_TEST_TMPDIR/hunt9")"
 			assert_equal "$F6_TRIES" "$F6_ATTEMPTS"
 			assert_equal "$F6_STATUSES" 0
 		fi
 	done
 }
 
-@test "chapter 4, patch 7: with SO_REUSEADDR before bind() a restart right after a shutdown binds the same port" {
-	run restart_after_shutdown 6
+@test "chapter 4, patch 10: with SO_REUSEADDR before bind() a restart right after a shutdown binds the same port" {
+	run restart_after_shutdown 9
 	assert_output --partial "Address already in use"
-	run restart_after_shutdown 7
+	run restart_after_shutdown 10
 	assert_output "restarted"
 }
 
-@test "chapter 4, patch 8: queued jobs run oldest first" {
-	flips 4 8 step4.bats "queued jobs run in arrival order"
-	flips_back 4 8 step2.bats "queued jobs run newest first"
+@test "chapter 4, patch 11: queued jobs run oldest first" {
+	flips 4 11 step4.bats "queued jobs run in arrival order"
+	flips_back 4 11 step2.bats "queued jobs run newest first"
 }
 
 # queued_at_shutdown K: on chapter 4's server after patch K, with -t 1,
 # one client holds the worker and a second one, connected, has sent a line
 # and waits in the queue.  SIGTERM; once the server stops its workers, the
 # first client leaves.  Print the line the waiting client reads back, or
-# "nothing".  Before patch 9 the shutdown drops the queued job and the
+# "nothing".  Before patch 12 the shutdown drops the queued job and the
 # server exits without serving it; after it the worker takes the job and
 # echoes the line within milliseconds: 5 s bounds the read.
 queued_at_shutdown() {
@@ -334,24 +357,24 @@ queued_at_shutdown() {
 	)
 }
 
-@test "chapter 4, patch 9: on shutdown the jobs still queued run: a connection waiting for a worker is served" {
-	flips 4 9 step4.bats "jobs still queued runs them all"
-	run queued_at_shutdown 8
+@test "chapter 4, patch 12: on shutdown the jobs still queued run: a connection waiting for a worker is served" {
+	flips 4 12 step4.bats "jobs still queued runs them all"
+	run queued_at_shutdown 11
 	assert_output "nothing"
-	run queued_at_shutdown 9
+	run queued_at_shutdown 12
 	assert_output "waiting"
 }
 
-# On state 9 the server waits for its clients, which the test has left
+# On state 12 the server waits for its clients, which the test has left
 # connected when it fails: teardown kills it 2 s after its SIGTERM.  The
-# other shutdown tests of step4.bats that fail on state 9 and pass on state
-# 10 (the busy clients', the half-closed readers', the chatty clients', the
+# other shutdown tests of step4.bats that fail on state 12 and pass on state
+# 13 (the busy clients', the half-closed readers', the chatty clients', the
 # owed megabytes' and the restart with a client connected: step4.bats run
-# on each state, 2026-12-02) are left out: on state 9 each waits out its
+# on each state, 2026-12-02) are left out: on state 12 each waits out its
 # client's timeouts, and these three already show the drain, its deadline
 # and its reset.
-@test "chapter 4, patch 10: on shutdown every connection, queued ones too, gets its echo and EOF within the deadline, or a reset when cut" {
-	flips 4 10 step4.bats "a client still waiting for a worker gets its echo too|still queued at the deadline end with a reset|cut at the deadline get a reset"
+@test "chapter 4, patch 13: on shutdown every connection, queued ones too, gets its echo and EOF within the deadline, or a reset when cut" {
+	flips 4 13 step4.bats "a client still waiting for a worker gets its echo too|still queued at the deadline end with a reset|cut at the deadline get a reset"
 }
 
 # --- Chapter 5: the threading model, the hot path, one patch per defence -----

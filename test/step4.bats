@@ -65,10 +65,24 @@ load helper
 	check_public_headers "$SOURCE_DIR"
 }
 
-# Fixes 3, 4, 5 and 9 (F2, F3, F4, F17, F5): the work queue.
+# Fixes 3, 4, 6, 7 and 12 (F2, F3, F4, F17, F5): the work queue.
 # bats test_tags=needs-demo
 @test "fixed: after shutdown no worker is left, and every job ran exactly once" {
 	check_workers_joined
+}
+
+# Fix 6 (F4): workqueue_shutdown() joins.  racehook.so makes each woken
+# worker wake 2 s late: a shutdown that only wakes the workers returns while
+# they still sleep, and the demo counts them after its 200 ms grace; one
+# that joins returns once they have left.  2 s is ten times the grace; 20 s
+# bounds the run, which takes 4 s (two late wakes: the jobs', the
+# shutdown's).
+# bats test_tags=needs-demo
+@test "fixed: workqueue_shutdown returns only once every worker has left, even when each wakes 2 s late: it joins them" {
+	run with_racehook RACEHOOK_WAKE_DELAY_MS=2000 -- timeout 20 "$WORKQUEUE_DEMO" -w 4 -j 4
+	assert_success
+	assert_line "jobs run: 4"
+	assert_line "workers alive after shutdown: 0"
 }
 
 # bats test_tags=needs-demo
@@ -80,7 +94,8 @@ load helper
 	assert_line "workers alive after shutdown: 0"
 }
 
-# Chapter 2's queue, on the same flags, leaves the 2 threads running.
+# Fix 7 (F17).  Chapter 2's queue, on the same flags, leaves the 2 threads
+# running.
 # bats test_tags=needs-demo
 @test "fixed: a failed workqueue_init stops and joins the threads it started" {
 	run "$WORKQUEUE_DEMO" -w 4 -f 2
@@ -88,12 +103,21 @@ load helper
 	assert_line "workers alive after failed init: 0"
 }
 
-# Fix 5, the server's side (F7): main waits for every connection's job.
+# Fix 5 (F19): pthread functions return their error.  Chapter 2's queue,
+# on the same flags, prints the ENOMEM that errno held instead.
+# bats test_tags=needs-demo
+@test "fixed: a failed pthread_create is reported with the error it returned: Resource temporarily unavailable" {
+	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	assert_success
+	assert_line --regexp '^(workqueue_demo: )?workqueue_init: pthread_create: Resource temporarily unavailable$'
+}
+
+# Fix 8 (F7): the server waits for every connection's job.
 @test "fixed: on SIGTERM a client that has not read megabytes of echo still gets all of it, then EOF" {
 	check_shutdown_owed TERM
 }
 
-# Fix 6 (F6): signals arrive as libevent events, not in a signal handler.
+# Fix 9 (F6): signals arrive as libevent events, not in a signal handler.
 # Chapter 3's build of this test reports "signal-unsafe call inside of a
 # signal"; this one must report nothing at all.  ThreadSanitizer makes the
 # server several times slower: 30 s bounds an exit the drain ends in 1 s.
@@ -114,7 +138,7 @@ load helper
 	echo "# built with $TSAN_CC" >&3
 }
 
-# Fix 7 (F11): SO_REUSEADDR before bind().  Chapter 3 fails this restart
+# Fix 10 (F11): SO_REUSEADDR before bind().  Chapter 3 fails this restart
 # with "Address already in use" (its test "still wrong: a restart right
 # after a shutdown with a client connected fails").  The client keeps its
 # end open, so the server's end of the old connection is still closing.
@@ -135,7 +159,7 @@ load helper
 	exec {fd}>&-
 }
 
-# Fix 8 (F10): arrival order.
+# Fix 11 (F10): arrival order.
 # bats test_tags=needs-demo
 @test "fixed: queued jobs run in arrival order: 1 2 3 4 5" {
 	run "$WORKQUEUE_DEMO" -j 5 -o
@@ -148,7 +172,7 @@ load helper
 	check_waiting_order older
 }
 
-# Fix 10: the drain, its lingering close, one deadline.
+# Fix 13: the drain, its lingering close, one deadline.
 @test "fixed: on SIGINT two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
 	check_shutdown INT 2
 }
