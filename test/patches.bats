@@ -377,6 +377,13 @@ queued_at_shutdown() {
 	flips 4 13 step4.bats "a client still waiting for a worker gets its echo too|still queued at the deadline end with a reset|cut at the deadline get a reset"
 }
 
+# Before patch 14 a drained connection is closed while its client may still
+# send: the late byte draws a reset, and the reset destroys the echo the
+# client has not read yet.
+@test "chapter 4, patch 14: a drained connection closes lingering, so a byte its client sends late draws no reset and the echo arrives whole" {
+	flips 4 14 step4.bats "one more byte 300 ms later gets all its echo"
+}
+
 # --- Chapter 5: the threading model, the hot path, one patch per defence -----
 
 # Patch 1, one event base per thread: the 500th client is served on 2

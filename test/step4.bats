@@ -172,7 +172,8 @@ load helper
 	check_waiting_order older
 }
 
-# Fix 13: the drain, its lingering close, one deadline.
+# Fix 13: the drain, by one deadline; fix 14: its lingering close (the
+# test of a byte sent 300 ms late).
 @test "fixed: on SIGINT two busy clients get their pending echo, then EOF; exit 0 within 2 s" {
 	check_shutdown INT 2
 }
