@@ -133,9 +133,12 @@ buffered_on_read(struct bufferevent *bev, void *arg)
 	 * The copy through a buffer of our own is the original's, on purpose:
 	 * it shows real reads and writes where one call would move the data.
 	 *
-	 * FLAW (fixed in step 4): F1, bev->input and EVBUFFER_LENGTH() need
-	 * struct bufferevent's fields, which libevent 2's public headers hide:
-	 * "dereferencing pointer to incomplete type".
+	 * FLAW (fixed in step 4): F1, in its 2013 form.  The 2012 loop read
+	 * bev->input->off, a field of struct evbuffer, which libevent 2 hides
+	 * even through <event.h>: comment 1's "dereferencing pointer to
+	 * incomplete type".  The author's EVBUFFER_LENGTH() cured that, but
+	 * bev->input still reads a field of struct bufferevent, which only
+	 * <event.h> shows: with libevent 2's event2/ headers alone it fails.
 	 */
 	while (EVBUFFER_LENGTH(bev->input) > 0) {
 		nbytes = evbuffer_remove(bev->input, data, sizeof(data));
