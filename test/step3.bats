@@ -90,12 +90,92 @@ check_strict_headers_fail() {
 	check_strict_headers_fail "$SOURCE_DIR"
 }
 
-# F1 and the author's reply ("never encountered any errors"): the same source
-# compiles through <event.h>, which in libevent 2 is a compatibility header
-# that pulls in event2/bufferevent_struct.h, and fails where the compiler
-# sees only the public event2/ headers (the Makefile's strict-headers stub).
-# The author's build is the original's build line, the command comment 1 ran,
-# with this chapter's file names and the flags pkg-config gives.
+# --- F1 as it happened: comment 1's error, the reply, the 2013 fix -------
+
+# The history's read loops live in test/history/read_loops.c, one per macro;
+# chapter 3's own code is the 2013 one.  compile_loop MACRO INCLUDE_DIR...:
+# compile that loop alone, syntax only, the way comment 1 did (through
+# <event.h>; an INCLUDE_DIR first on the path can put a stand-in there),
+# with gcc's byte columns, as gcc 4.6 counted them (gcc 10 and later count
+# a tab as up to 8 columns).  Leaves gcc's messages in $output.
+compile_loop() {
+	local macro=$1 inc=() d
+	shift
+	for d in "$@"; do
+		inc+=(-I "$d")
+	done
+	command -v gcc >/dev/null || skip "needs gcc (for -fdiagnostics-column-unit)"
+	gcc -fdiagnostics-column-unit=byte -fsyntax-only -x c /dev/null 2>/dev/null ||
+		skip "this gcc has no -fdiagnostics-column-unit (gcc 10 or later has)"
+	# shellcheck disable=SC2046 # pkg-config's flags are words
+	LC_ALL=C run gcc "${inc[@]}" $(pkg-config --cflags libevent) \
+		-fdiagnostics-column-unit=byte -fdiagnostics-plain-output \
+		-fsyntax-only -D"$macro" "$BATS_TEST_DIRNAME/history/read_loops.c"
+}
+
+# strict_event_h DIR: a stand-in <event.h> in DIR that includes libevent 2's
+# public event2/ headers and nothing else (as the Makefile's strict-headers).
+strict_event_h() {
+	mkdir -p "$1"
+	printf '#include <event2/%s.h>\n' util event buffer bufferevent >"$1/event.h"
+}
+
+# Comment 1's three errors are the 2012 loop's three ->off accesses: struct
+# evbuffer, not struct bufferevent, is what libevent 2 hides even behind its
+# compatibility <event.h>.  Where gcc must point: each "->" before "off",
+# found in the fixture by its line and byte column.
+# bats test_tags=flaw
+@test "still wrong in 2012 (comment 1): through event.h on libevent 2, each of the read loop's three bev->input->off is an invalid use of undefined type struct evbuffer" {
+	local want got
+	want=$(awk '{ s = $0; c = 0
+		while ((i = index(s, "->off")) > 0) {
+			c += i; print FILENAME ":" NR ":" c ": error: invalid use of undefined type '"'"'struct evbuffer'"'"'"
+			s = substr(s, i + 1)
+		} }' "$BATS_TEST_DIRNAME/history/read_loops.c")
+	assert_equal "$(wc -l <<<"$want")" 3
+	compile_loop READ_2012
+	assert_failure
+	got=$(grep ': error: ' <<<"$output")
+	assert_equal "$got" "$want"
+	# The same columns as comment 1's 129:19, 131:23 and 131:56: the
+	# fixture indents its loop as the 2012 file did.
+	assert_equal "$(cut -d: -f3 <<<"$got" | tr '\n' ' ')" "19 23 56 "
+	refute_output --partial "struct bufferevent"
+}
+
+# A reader's reply to comment 1: a do-while of evbuffer_remove() calls that
+# stops on a short read.  It never reads ->off, so it cures the error.
+# bats test_tags=reference-only
+@test "the reader's reply to comment 1 (an evbuffer_remove loop) compiles through event.h on libevent 2" {
+	compile_loop READ_REPLY
+	assert_success
+	refute_output --partial "error"
+}
+
+# The author's commit of 2013-07-23: EVBUFFER_LENGTH(), a compatibility macro
+# <event.h> brings in.  It compiles through <event.h>; with the public
+# event2/ headers alone it fails, and then on struct bufferevent (bev->input),
+# the readers' later point, not on struct evbuffer.
+# bats test_tags=reference-only
+@test "the 2013 fix (EVBUFFER_LENGTH) compiles through event.h on libevent 2; with event2/ headers alone it fails on struct bufferevent instead" {
+	compile_loop READ_2013
+	assert_success
+	refute_output --partial "error"
+	strict_event_h "$BATS_TEST_TMPDIR/strict"
+	compile_loop READ_2013 "$BATS_TEST_TMPDIR/strict"
+	assert_failure
+	assert_output --partial "error: invalid use of undefined type 'struct bufferevent'"
+	refute_output --partial "struct evbuffer'"
+}
+
+# The later, separate point, on this chapter's own code (the 2013 server):
+# since 2013 the code compiles through <event.h>, which in libevent 2 is a
+# compatibility header that pulls in event2/bufferevent_struct.h, and it
+# still fails where the compiler sees only the public event2/ headers (the
+# Makefile's strict-headers stub): bev->input reaches into struct
+# bufferevent.  The build through <event.h> is the original's build line,
+# the command comment 1 ran, with this chapter's file names and the flags
+# pkg-config gives.
 # bats test_tags=flaw,needs-source
 @test "still wrong: built the readers' way (libevent 2's event2/ public headers only) it does not compile; built the author's way (through event.h) it does" {
 	check_strict_headers_fail "$SOURCE_DIR"
