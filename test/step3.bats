@@ -190,6 +190,38 @@ strict_event_h() {
 	assert_output --partial "usage: echoserver"
 }
 
+# F18: chapter 3 never calls evthread_use_pthreads(), so no thread can wake
+# another thread's event base.  SIGINT sent to one worker thread only
+# (test/tgkill.c: kill(1) lets the kernel pick the thread, and it picks the
+# main one) runs sighandler() on that worker: event_base_loopexit() marks
+# evbase_accept, but the main thread sleeps in epoll_wait() with nothing to
+# wake it, and only an event of its own base, a connection, makes it look
+# and exit.  Chapter 4's patch 2 makes the same signal stop the server at
+# once (test/patches.bats).  A base woken from another thread exits its loop
+# in milliseconds (5 ms measured on chapter 4 after patch 2): 3 s without an
+# exit is 600 times that; the connection then ends it at the loop's next
+# turn, and 5 s bounds that.
+# bats test_tags=flaw
+@test "still wrong: a SIGINT handled on a worker thread cannot wake the accept loop (no evthread_use_pthreads()): the server runs on until a client connects" {
+	start_server -t 2 -v
+	local tgkill=$BATS_FILE_TMPDIR/tgkill tid fd
+	[[ -x $tgkill ]] ||
+		cc -std=c11 -o "$tgkill" "$BATS_TEST_DIRNAME/tgkill.c" ||
+		fail "cannot build test/tgkill.c"
+	# the workers start before the server says it listens
+	tid=$(ls "/proc/$SERVER_PID/task" | grep -vx "$SERVER_PID" | head -1)
+	[[ -n $tid ]] || fail "no worker thread"
+	"$tgkill" "$SERVER_PID" "$tid" 2
+	wait_for_lines "$SERVER_ERR" '^echoserver: Received signal 2' 1 5
+	if wait_until 3 exited "$SERVER_PID"; then
+		fail "the server exited after a signal on a worker: the accept loop was woken"
+	fi
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	wait_exit "$SERVER_PID" 5
+	exec {fd}>&-
+	assert_equal "$STATUS" 0
+}
+
 # What is still wrong (d): the work queue is chapter 2's, shutdown and all.
 # bats test_tags=flaw,needs-demo
 @test "still wrong: the work queue's shutdown leaves all 4 idle workers alive" {
