@@ -84,6 +84,31 @@ check_strict_headers_fail() {
 	check_third_client_waits
 }
 
+# The author's reply to comment 7: "never more event pump threads than
+# cores".  With -t set so, as many long-lived clients as there are cores,
+# each busy (test/loadgen's ping-pong: a message always in flight), hold
+# every worker, and the clients beyond them get no echo at all for as long as
+# those stay: here the whole run, 0.5 s of warm-up and 3 s measured.  A
+# count, not a race: a worker is held for a connection's whole life, so the
+# number served is the number of workers however the threads are scheduled.
+# The 3 s are a short stand-in for "long-lived"; the README measures 60 s.
+# bats test_tags=flaw
+@test "still wrong: with as many workers as cores (the author's reply to comment 7), 8 more busy long-lived clients get no echo for as long as the first ones stay" {
+	local cores
+	cores=$(nproc)
+	start_server -t "$cores"
+	run "$BATS_TEST_DIRNAME/loadgen" -p "$PORT" -T 30 pingpong \
+		-c $((cores + 8)) -d 3
+	echo "# ${lines[*]:0:4}" >&3
+	assert_success
+	local result
+	result=$(grep '^RESULT ' <<<"$output")
+	[[ $result =~ \ starved=([0-9]+) ]] || fail "no starved count: $result"
+	assert_equal "${BASH_REMATCH[1]}" 8
+	[[ $result =~ \ msgs=([0-9]+) ]] || fail "no message count: $result"
+	((BASH_REMATCH[1] > 0)) || fail "the first $cores clients got no echo either"
+}
+
 # What is still wrong (b): the code reads struct bufferevent's fields.
 # bats test_tags=flaw,needs-source
 @test "still wrong: with libevent 2's public headers alone it does not compile" {
