@@ -229,12 +229,14 @@ strict_event_h() {
 # bats test_tags=flaw
 @test "still wrong: a SIGINT handled on a worker thread cannot wake the accept loop (no evthread_use_pthreads()): the server runs on until a client connects" {
 	start_server -t 2 -v
-	local tgkill=$BATS_FILE_TMPDIR/tgkill tid fd
+	local tgkill=$BATS_FILE_TMPDIR/tgkill tid='' task fd
 	[[ -x $tgkill ]] ||
 		cc -std=c11 -o "$tgkill" "$BATS_TEST_DIRNAME/tgkill.c" ||
 		fail "cannot build test/tgkill.c"
 	# the workers start before the server says it listens
-	tid=$(ls "/proc/$SERVER_PID/task" | grep -vx "$SERVER_PID" | head -1)
+	for task in "/proc/$SERVER_PID/task"/*; do
+		[[ ${task##*/} == "$SERVER_PID" ]] || tid=${task##*/}
+	done
 	[[ -n $tid ]] || fail "no worker thread"
 	"$tgkill" "$SERVER_PID" "$tid" 2
 	wait_for_lines "$SERVER_ERR" '^echoserver: Received signal 2' 1 5
