@@ -110,6 +110,7 @@ run_timeline() {
 	run_timeline 1
 }
 
+# bats test_tags=flaw
 @test "timeline, chapter 3: with two workers, the third client's first echo waits >= 9 s" {
 	run_timeline 3
 }
@@ -120,6 +121,19 @@ run_timeline() {
 
 @test "timeline, chapter 5: with two threads, all four clients get their first echo within 0.5 s" {
 	run_timeline 5
+}
+
+@test "make timeline ECHOSERVER=: chapter 5's scenario against chapter 4's server fails chapter 5's lesson" {
+	# With -t 2 chapter 4 serves two of the four talking clients; the
+	# other two wait until the first two leave, 2 s in.
+	cd "$ROOT"
+	TIMELINE_OUT=$OUT run make -s timeline STEP=5 ECHOSERVER="$ROOT/step4-shutdown-fixes/echoserver"
+	assert_success
+	grep -q "^# title	Chapter 5's scenario: " "$OUT/step5.tsv"
+	grep -q "^# server	step4-shutdown-fixes/echoserver " "$OUT/step5.tsv"
+	run lesson 5 "$OUT/step5.tsv"
+	assert_failure
+	assert_output --partial "not < 500"
 }
 
 @test "a lesson check rejects the wrong chapter's events" {

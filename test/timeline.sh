@@ -3,19 +3,26 @@
 # against SERVER (default: the chapter's echoserver; any server with the
 # chapters' interface) and write OUT/stepSTEP.tsv, the events, and
 # OUT/stepSTEP.svg, their picture (test/timeline.awk).  OUT is
-# $TIMELINE_OUT, default test/results/timeline.  Chapter 2 has no server and
+# $TIMELINE_OUT, default test/results/timeline (test/results/latest/timeline
+# with a SERVER).  Chapter 2 has no server and
 # its demo logs no per-job event, so it has no timeline.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STEP=${1:?usage: timeline.sh STEP [SERVER]}
-OUT=${TIMELINE_OUT:-$ROOT/test/results/timeline}
+# A picture of another server goes to test/results/latest/, not over the
+# chapter's committed one.
+OUT=${TIMELINE_OUT:-$ROOT/test/results/${2:+latest/}timeline}
 
 case $STEP in
-1) dir=step1-single-thread title="Chapter 1: four clients, one thread, interleaved" ;;
-3) dir=step3-threaded-echo title="Chapter 3: two workers, four clients: two wait for the 10 s timeout" ;;
-4) dir=step4-shutdown-fixes title="Chapter 4: SIGTERM: the quiet client drains, the deadline cuts the rest" ;;
-5) dir=step5-per-thread-base title="Chapter 5: two threads, four clients, all served at once" ;;
+1) dir=step1-single-thread title="Chapter 1: four clients, one thread, interleaved"
+	scen="four clients, a line every 200 ms each" ;;
+3) dir=step3-threaded-echo title="Chapter 3: two workers, four clients: two wait for the 10 s timeout"
+	scen="-t 2; clients 1 and 2 send a line and go silent, 3 and 4 talk" ;;
+4) dir=step4-shutdown-fixes title="Chapter 4: SIGTERM: the quiet client drains, the deadline cuts the rest"
+	scen="-t 4; a busy, a quiet and a non-reading client; SIGTERM at 1 s" ;;
+5) dir=step5-per-thread-base title="Chapter 5: two threads, four clients, all served at once"
+	scen="-t 2; four clients, a line every 200 ms each" ;;
 2)
 	echo "timeline: chapter 2 has no timeline: workqueue_demo prints totals," >&2
 	echo "not per-job events, and the chapter's code is not changed for a picture" >&2
@@ -27,6 +34,8 @@ case $STEP in
 	;;
 esac
 SERVER=${2:-$ROOT/$dir/echoserver}
+# another server: the picture says what was run, not what the chapter shows
+[[ -z ${2:-} ]] || title="Chapter $STEP's scenario: $scen"
 [[ -x $SERVER ]] || {
 	echo "timeline: $SERVER: no such program (make first?)" >&2
 	exit 1
