@@ -173,11 +173,56 @@ chromium_flags() {
 		--allow-file-access-from-files --virtual-time-budget=5000
 }
 
-@test "every committed timeline renders in headless Chromium: labels present, not blank, no console error" {
+# need_chromium: skip without Chromium, except under CI, which must have it.
+need_chromium() {
 	if ! command -v chromium >/dev/null; then
 		[[ ${CI:-} != true ]] || fail "chromium is missing (test/deps.sh check installs it)"
 		skip "chromium is not installed (apt-get install chromium)"
 	fi
+}
+
+@test "every picture the READMEs show loads in headless Chromium, at its size" {
+	need_chromium
+	local readme dir ref n=0
+	# One page with every README's images, each by the path its README
+	# gives, resolved from the README's directory; the page lists each
+	# image's rendered width (0: broken).
+	{
+		echo '<html><body>'
+		for readme in "$ROOT"/README.md "$ROOT"/step*/README.md; do
+			dir=$(dirname "$readme")
+			while read -r ref; do
+				[[ -f $dir/$ref ]] || fail "${readme#"$ROOT"/} shows $ref, which does not exist"
+				printf '<img data-ref="%s" src="file://%s/%s">\n' "${readme#"$ROOT"/}: $ref" "$dir" "$ref"
+				n=$((n + 1))
+			done < <(sed -n 's/.*!\[[^]]*\](\([^)]*\)).*/\1/p' "$readme")
+		done
+		cat <<-'EOF'
+			<script>
+			window.onload = function () {
+				var out = [];
+				document.querySelectorAll("img").forEach(function (i) {
+					out.push(i.getAttribute("data-ref") + " " + i.naturalWidth + "x" + i.naturalHeight);
+				});
+				document.body.setAttribute("data-images", out.join("; "));
+			};
+			</script></body></html>
+		EOF
+	} >"$OUT/readmes.html"
+	((n >= 5)) || fail "only $n pictures in the READMEs"
+	# shellcheck disable=SC2046
+	timeout 60 chromium $(chromium_flags r) --dump-dom "file://$OUT/readmes.html" \
+		>"$OUT/readmes.dom" 2>/dev/null || fail "chromium failed on the READMEs' pictures"
+	run sed -n 's/.*data-images="\([^"]*\)".*/\1/p' "$OUT/readmes.dom"
+	assert_output --partial "step3-threaded-echo/README.md: ../test/results/timeline/step3.svg 960x"
+	# every picture has a width: none is broken
+	refute_output --regexp ' 0x[0-9]+(;|$)'
+	# and every one is there, with a width
+	[[ $(grep -oE " [1-9][0-9]*x[0-9]+(;|$)" <<<"$output" | wc -l) -eq $n ]]
+}
+
+@test "every committed timeline renders in headless Chromium: labels present, not blank, no console error" {
+	need_chromium
 	local s svg height i=0 label
 	for s in 1 3 4 5; do
 		svg=$PICS/step$s.svg
@@ -196,8 +241,11 @@ chromium_flags() {
 			--screenshot="$OUT/step$s.png" "file://$svg" >/dev/null 2>&1 ||
 			fail "chromium --screenshot failed on step$s.svg"
 		[[ -s $OUT/step$s.png ]]
-		mkdir -p "${TIMELINE_PNG_DIR:-$OUT}"
-		cp "$OUT/step$s.png" "${TIMELINE_PNG_DIR:-$OUT}/step$s.png"
+		# TIMELINE_PNG_DIR=dir keeps the screenshots, to look at
+		if [[ -n ${TIMELINE_PNG_DIR:-} ]]; then
+			mkdir -p "$TIMELINE_PNG_DIR"
+			cp "$OUT/step$s.png" "$TIMELINE_PNG_DIR/"
+		fi
 		# Not blank: the screenshot, drawn on a canvas by Chromium
 		# itself, has many colours and enough pixels that are not white.
 		cat >"$OUT/px$s.html" <<-EOF
