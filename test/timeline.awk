@@ -143,5 +143,7 @@ END {
 	line(12, y + 18, 12, y + 25, "stroke=\"#000\"")
 	text(20, y + 25, "a tick: one 16-byte echo back at the client", "")
 	text(300, y + 25, "times: ms since the server's \"listening on\" line, stamped by test/timeline", " fill=\"#555\"")
+	if (deadline >= 0)
+		text(12, y + 45, "deadline: " meta["drain_ms"] / 1000 " s (the chapter's DRAIN_SECONDS) after the server logged that its accept loop stops", " fill=\"#555\"")
 	print "</svg>"
 }
