@@ -79,13 +79,15 @@ shell_word = '$(subst ','\'',$(1))'
 
 # Grade a student's chapter: test/grade.sh says what it runs and leaves out.
 # Its exit status says what happened (0 passed, 1 a test failed, 2 a broken
-# submission, 3 misuse), but make exits 2 whenever a recipe fails, whatever
-# its status: the recipe prints it, and a batch script runs test/grade.sh.
+# submission, 3 misuse, 4 a grading error), but make exits 2 whenever a
+# recipe fails, whatever its status: the recipe prints it, and a batch script
+# runs test/grade.sh.
 grade: deps-test test/echoclient test/racehook.so
 	@test -n "$(STEP)" -a -n "$(DIR)" || { echo "usage: make grade STEP=N DIR=path/to/student/stepN"; exit 2; }
 	@bash test/grade.sh $(call shell_word,$(STEP)) $(call shell_word,$(DIR)); rc=$$?; \
 	case $$rc in 0) ;; 1) what="a test failed" ;; 2) what="the submission is broken" ;; \
-	3) what="the grader was misused" ;; *) what="unexpected" ;; esac; \
+	3) what="the grader was misused" ;; 4) what="a grading error: results the grader did not plan" ;; \
+	*) what="unexpected" ;; esac; \
 	test $$rc = 0 || echo "grade: exit status $$rc ($$what); make reports any failure as 2: run bash test/grade.sh to get the status itself" >&2; \
 	exit $$rc
 
