@@ -513,6 +513,9 @@ for prog in $progs; do
 done
 [[ ${EXERCISES:-} != 1 ]] || env+=(EXERCISES=1)
 
+if [[ $step == 4 && ${EXERCISES:-} == 1 && -z ${GRADE_FILTER:-} ]]; then
+	echo "grade: note: chapter 4's exercises 2, 3, 5, 6 and 7 each make a mistake on purpose, so they exclude each other and exercises 1 and 4: grade each alone, GRADE_FILTER='^exercise K:'"
+fi
 echo "grade: chapter $step's tests against the copy of $dir ($planned planned; $test_limit s a test, $total_limit s in all)"
 # Bats' output goes to a file only the grader reads; the student's programs
 # hold no descriptor of it (box/run closes them).

@@ -23,6 +23,6 @@ source "$ROOT/test/server.bash"
 	assert_line "lab2/step2-workqueue/workqueue.c"
 	assert_line "lab2/test/step2.bats"
 	refute_line --regexp '^lab2/step[3-9]'
-	refute_line --regexp '^lab2/test/(solutions/|solutions\.bats|wrong-answers\.bats|step[3-9]\.bats)'
+	refute_line --regexp '^lab2/test/(solutions/|solutions\.bats|wrong-answers\.bats|step[3-9]\.bats|docs\.bats|grade\.bats)'
 	refute_line --regexp '\.patch$'
 }
