@@ -376,13 +376,13 @@ done
 
 mkdir -p "$box"
 : >"$box/pids"
-user_args=()
+box_uid=-1 box_gid=-1
 if ((EUID == 0)); then
 	box_user=${GRADE_USER:-gradebox}
 	id -u "$box_user" >/dev/null 2>&1 ||
 		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$box_user" >/dev/null 2>&1 ||
 		misuse "cannot create the unprivileged user $box_user to run student code"
-	user_args=(setpriv --reuid="$(id -u "$box_user")" --regid="$(id -g "$box_user")" --clear-groups --)
+	box_uid=$(id -u "$box_user") box_gid=$(id -g "$box_user")
 	# the box user reads and runs the programs, nothing else of the grader's
 	chmod 711 "$work"
 	chmod 755 "$copy" "$box"
@@ -396,22 +396,96 @@ for root in /sys/fs/cgroup/pids /sys/fs/cgroup; do
 	fi
 done
 
-# box/run PROG ARGS...: PROG in the box (see the header); its PID stays the
-# wrapper's, so a test that looks at /proc/PID sees the program.
-cat >"$box/run" <<EOF
-#!/usr/bin/env bash
+# box/boxexec.c: a program's wrapper, built once per program (PROG): PROG
+# in the box (see the header), under the wrapper's own PID, so a test that
+# looks at /proc/PID sees the program; C, not a script, so that a test that
+# counts the program's system calls (strace -f) counts few of the wrapper's.
+cat >"$box/boxexec.c" <<'EOF'
+#define _GNU_SOURCE
+#include <sys/resource.h>
+#include <sys/syscall.h>
+
+#include <dirent.h>
+#include <err.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Append TEXT to the file PATH (created if missing); 0 or -1. */
+static int
+append(const char *path, const char *text)
 {
-	# (bash's own descriptor of this script closes itself on exec)
-	for fd in /proc/\$\$/fd/*; do
-		fd=\${fd##*/}
-		((fd > 2)) && [[ -e /proc/\$\$/fd/\$fd ]] && eval "exec \$fd>&-"
-	done
-	echo "\$\$" >>'$box/pids'
-	: >'$box/started.'"\$\$"
-	[[ -z '$cgroup' ]] || echo "\$\$" >'$cgroup/cgroup.procs'
-	# 512 processes, CPU seconds for a test's load, 64 MiB a file
-	ulimit -u 512 -t $((test_limit * 2)) -f 65536 2>/dev/null
-	exec setsid ${user_args[*]} "\$@"
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	int rc = 0;
+
+	if (fd == -1)
+		return -1;
+	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		rc = -1;
+	close(fd);
+	return rc;
+}
+
+/* Close every descriptor above 2. */
+static void
+close_others(void)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		err(126, "box: /proc/self/fd");
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+
+		if (fd > 2 && fd != dirfd(d))
+			close(fd);
+	}
+	closedir(d);
+}
+
+/* Set limit RES to N; fail closed. */
+static void
+limit(int res, rlim_t n)
+{
+	struct rlimit r = {n, n};
+
+	if (setrlimit(res, &r) == -1)
+		err(126, "box: setrlimit");
+}
+
+/* Run PROG in the box with this program's arguments. */
+int
+main(int argc, char **argv)
+{
+	char pid[32], path[4096];
+
+	(void)argc;
+	close_others();
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	snprintf(path, sizeof(path), "%s/started.%d", BOX, (int)getpid());
+	if (append(BOX "/pids", pid) == -1 || append(path, "") == -1)
+		err(126, "box: cannot record the program");
+	if (CGROUP[0] != '\0' && append(CGROUP "/cgroup.procs", pid) == -1)
+		err(126, "box: cannot join %s", CGROUP);
+	if (setsid() == -1)
+		err(126, "box: setsid");
+	limit(RLIMIT_NPROC, 512);
+	limit(RLIMIT_CPU, CPU_SECONDS);
+	limit(RLIMIT_FSIZE, 64 << 20);
+	if (BOX_UID >= 0) {
+		if (setgroups(0, NULL) == -1 || setgid(BOX_GID) == -1 ||
+		    setuid(BOX_UID) == -1)
+			err(126, "box: cannot become the box's user");
+	}
+	argv[0] = PROG;
+	execv(PROG, argv);
+	err(127, "box: %s", PROG);
 }
 EOF
 # box/end-test: kill everything the student's programs started; fail if
@@ -447,11 +521,13 @@ done
 rm -f '$box'/started.*
 ((n == 0)) || { echo "# box: \$n processes the student's code started outlived the test" >&2; exit 1; }
 EOF
-chmod 755 "$box/run" "$box/end-test"
+chmod 755 "$box/end-test"
 mkdir "$work/bin"
 for prog in $progs; do
-	printf '#!/usr/bin/env bash\nexec %q %q "$@"\n' "$box/run" "$copy/$prog" >"$work/bin/$prog"
-	chmod 755 "$work/bin/$prog"
+	cc -O1 -o "$work/bin/$prog" "$box/boxexec.c" -DPROG="\"$copy/$prog\"" -DBOX="\"$box\"" \
+		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" \
+		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$work/box.log" ||
+		misuse "cannot build the box: $(cat "$work/box.log")"
 done
 chmod 755 "$work/bin"
 
@@ -503,7 +579,7 @@ chmod 755 "$work/shim" "$work/shim/prlimit"
 # the chapter's default, which is the reference.
 env=(env -u ECHOSERVER -u WORKQUEUE_DEMO -u EXERCISES GRADING=1 "SOURCE_DIR=$work/src"
 	"GRADE_BOX=$box" "BATS_TEST_TIMEOUT=$test_limit" "PATH=$work/shim:$PATH"
-	"BATS_RUN_TMPDIR=$work/bats-run")
+)
 for prog in $progs; do
 	case $prog in
 	echoserver) env+=("ECHOSERVER=$work/bin/echoserver") ;;
@@ -518,8 +594,10 @@ if [[ $step == 4 && ${EXERCISES:-} == 1 && -z ${GRADE_FILTER:-} ]]; then
 fi
 echo "grade: chapter $step's tests against the copy of $dir ($planned planned; $test_limit s a test, $total_limit s in all)"
 # Bats' output goes to a file only the grader reads; the student's programs
-# hold no descriptor of it (box/run closes them).
-timeout -k 5 "$total_limit" "${env[@]}" bats "${args[@]}" "$bats_file" >"$work/tap" 2>"$work/bats.err" </dev/null
+# hold no descriptor of it (the box closes them).
+# (--tempdir: a run directory the box's user may enter, for the tests that
+# hand a program a file there; it can write nothing in it)
+timeout -k 5 "$total_limit" "${env[@]}" bats --tempdir "$work/bats-run" "${args[@]}" "$bats_file" >"$work/tap" 2>"$work/bats.err" </dev/null
 rc=$?
 kill "$watchdog_pid" 2>/dev/null
 "$box/end-test" 2>>"$work/bats.err"
