@@ -725,6 +725,20 @@ check_accept_pauses() {
 	assert_equal "$(grep -cE "$pipe_write" "$trace")" 6
 	echo "# 6 clients: $(grep -cE "$pipe_write" "$trace") one-byte pipe writes," \
 		"$(grep -c '<anon_inode:\[eventfd\]>' "$trace") eventfd writes" >&3
+	# both ends of every worker's pipe non-blocking (O_NONBLOCK, octal
+	# 04000 in the flags /proc shows): 3 workers, at least 6 ends.  A
+	# notify pipe is one whose two ends the server holds (a pipe it
+	# inherited shows once).
+	local fd flags ends=0 pipes
+	pipes=$(for fd in "/proc/$SERVER_PID/fd/"*; do readlink "$fd"; done | grep '^pipe:' | sort | uniq -d)
+	for fd in "/proc/$SERVER_PID/fd/"*; do
+		fd=${fd##*/}
+		grep -qxF -- "$(readlink "/proc/$SERVER_PID/fd/$fd")" <<<"$pipes" || continue
+		flags=$(awk '$1 == "flags:" { print $2 }' "/proc/$SERVER_PID/fdinfo/$fd")
+		(((8#$flags & 8#4000) != 0)) || fail "the server's pipe descriptor $fd blocks (flags $flags): both ends must be non-blocking"
+		ends=$((ends + 1))
+	done
+	((ends >= 6)) || fail "$ends pipe ends in the server: 3 workers need 6"
 	release_clients
 }
 
