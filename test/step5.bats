@@ -755,6 +755,23 @@ check_accept_pauses() {
 	run cat "$SERVER_ERR"
 	assert_output --partial "worker 0: 5 connections"
 	assert_output --partial "worker 1: 5 connections"
+	# one report per SIGUSR1: 4 more clients wake both workers twice each
+	# and log nothing; the flag is cleared once the count is logged
+	local more
+	more=("${HELD[@]}")
+	hold_clients 4
+	HELD+=("${more[@]}")
+	run grep -cE '^echoserver: worker [0-9]+: [0-9]+ connections' "$SERVER_ERR"
+	assert_output 2
+	kill -USR1 "$SERVER_PID"
+	wait_for_lines "$SERVER_ERR" '^echoserver: worker [0-9]+: [0-9]+ connections' 4 10
+	run cat "$SERVER_ERR"
+	assert_output --partial "worker 0: 7 connections"
+	assert_output --partial "worker 1: 7 connections"
+	# the signal is handled on the main base (evsignal_new), not by a
+	# handler of the student's, which may call no lock or libevent function
+	run grep -nE 'sigaction|signal\(SIGUSR1' "$SOURCE_DIR/echoserver.c"
+	assert_failure
 	kill -INT "$SERVER_PID"
 	release_clients
 	wait_exit "$SERVER_PID" 30
