@@ -461,3 +461,30 @@ C
 	run python3 -c 'import json, sys; t = json.load(open(sys.argv[1]))["tests"][0]; print(t["status"], t["score"], t["max_score"], t["output"].strip())' "$BATS_TEST_TMPDIR/gs/results.json"
 	assert_output "failed 0 1 skipped: no machine for it"
 }
+
+@test "finding 7: LAB=K grades the attack lab's exercise K: the stage as handed out fails its attack, the next patch's server holds it" {
+	local stage=$BATS_TEST_TMPDIR/lab1 solved=$BATS_TEST_TMPDIR/solved
+	bash "$ROOT/test/patches.sh" apply 5 3 "$stage" >/dev/null
+	bash "$ROOT/test/patches.sh" apply 5 4 "$solved" >/dev/null
+	LAB=1 FORMAT=junit OUT=$BATS_TEST_TMPDIR/out grade 5 "$stage"
+	assert_equal "$status" 1
+	assert_line --regexp '^FAIL +attack-lab exercise 1: the fd-exhaustion attack holds$'
+	valid_reports "$BATS_TEST_TMPDIR/out"
+	LAB=1 grade 5 "$solved"
+	assert_success
+	assert_line "score: 1/1 passed"
+	LAB=9 grade 5 "$stage"
+	assert_equal "$status" 3
+	LAB=1 grade 2 "$stage"
+	assert_equal "$status" 3
+}
+
+@test "finding 7: make grade without DIR says what is missing; chapter 4's EXERCISES=1 says its exercises exclude each other" {
+	run make -s -C "$ROOT" grade STEP=2
+	assert_failure
+	assert_output --partial "make grade: STEP and DIR are both needed"
+	EXERCISES=1 GRADE_FILTER='^text a client sends' grade 4 "$ROOT/step4-shutdown-fixes"
+	refute_output --partial "exclude each other"
+	EXERCISES=1 GRADE_TIMEOUT=1 grade 4 "$ROOT/step4-shutdown-fixes"
+	assert_output --partial "exercises 2, 3, 5, 6 and 7 each make a mistake on purpose"
+}

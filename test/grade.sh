@@ -47,6 +47,11 @@
 #   OUT=DIR             report.tap or Gradescope's results.json; OUT is
 #                       created if it does not exist
 #   STUDENT_MAKEFILE=1  take DIR's Makefile too (chapter 4, exercise 5)
+#   LAB=K               (STEP=5) grade the attack lab's exercise K instead
+#                       (chapter 5's README, "Make each attack hold"): DIR's
+#                       echoserver.c on the stage the exercise starts from,
+#                       one test per attack its check names (test/attack.sh,
+#                       with the attack clients and the server in the box)
 #   GRADE_TEST_TIMEOUT, GRADE_TIMEOUT  the limits above, in seconds
 # Every run that gets as far as DIR writes its report, a broken submission
 # too: every planned test fails with the message that names the missing
@@ -127,6 +132,26 @@ fi
 args+=(--filter-tags "$tags")
 [[ -z ${GRADE_FILTER:-} ]] || args+=(--filter "$GRADE_FILTER")
 
+lab=${LAB:-} lab_stage= lab_attacks=
+if [[ -n $lab ]]; then
+	[[ $step == 5 && $lab =~ ^[1-9][0-9]*$ ]] || misuse "LAB=K grades chapter 5's attack lab: STEP=5 and a number, not STEP=$step LAB=$lab"
+	# README item K of "Make each attack hold": its stage and its attacks
+	read -r lab_stage lab_attacks < <(awk -v k="$lab" '
+		/^#+ / { on = ($0 == "### Make each attack hold") }
+		on && /^[0-9]+\. \*\*/ { cur = $0; sub(/\..*/, "", cur) }
+		on && cur == k { text = text " " $0 }
+		END {
+			n = a = text
+			if (!sub(/.*make stage STEP=5 N=/, "", n)) exit
+			sub(/[^0-9].*/, "", n)
+			if (sub(/.*ATTACK="/, "", a)) sub(/".*/, "", a)
+			else if (sub(/.*ATTACK=/, "", a)) sub(/[^a-z -].*/, "", a)
+			else exit
+			print n, a
+		}' "$ref/README.md")
+	[[ -n $lab_stage && -n $lab_attacks ]] || misuse "chapter 5's README has no attack-lab exercise $lab"
+fi
+
 work=$(mktemp -d)
 box=$work/box
 cgroup=
@@ -166,11 +191,18 @@ plan_tests() {
 			[[ -z ${GRADE_FILTER:-} || $name =~ $GRADE_FILTER ]] && printf '%s\n' "$name"
 		done
 }
-plan_tests >"$work/plan"
-counted=$(bats --count "${args[@]}" "$bats_file" 2>/dev/null)
-planned=$(grep -c . "$work/plan")
-[[ $counted == "$planned" ]] ||
-	misuse "cannot plan chapter $step's tests: $planned by name, $counted by bats --count"
+if [[ -n $lab ]]; then
+	for a in $lab_attacks; do
+		echo "attack-lab exercise $lab: the $a attack holds"
+	done >"$work/plan"
+	planned=$(grep -c . "$work/plan")
+else
+	plan_tests >"$work/plan"
+	counted=$(bats --count "${args[@]}" "$bats_file" 2>/dev/null)
+	planned=$(grep -c . "$work/plan")
+	[[ $counted == "$planned" ]] ||
+		misuse "cannot plan chapter $step's tests: $planned by name, $counted by bats --count"
+fi
 
 # report STATUS RC [MESSAGE]: the table, the score and the report in OUT,
 # from the plan and Bats' TAP ($work/tap); MESSAGE fails every test (a broken
@@ -344,7 +376,15 @@ done
 # the student's Makefile where it is taken.
 copy=$work/${ref##*/}
 mkdir -p "$copy" "$work/src"
-cp -- "$ref"/Makefile "$ref"/*.[ch] "$copy/"
+if [[ -n $lab ]]; then
+	# the stage the exercise starts from: chapter 5 after its patch N
+	rmdir "$copy"
+	bash "$ROOT/test/patches.sh" apply 5 "$lab_stage" "$copy" >/dev/null 2>&1 ||
+		misuse "cannot make chapter 5's stage $lab_stage (test/patches.sh)"
+	make -s -C "$copy" clean >/dev/null 2>&1
+else
+	cp -- "$ref"/Makefile "$ref"/*.[ch] "$copy/"
+fi
 for f in "${mine[@]}"; do
 	[[ $f == Makefile ]] && continue
 	cp -L -- "$dir/$f" "$copy/$f" 2>>"$work/cp.log" ||
@@ -592,13 +632,41 @@ done
 if [[ $step == 4 && ${EXERCISES:-} == 1 && -z ${GRADE_FILTER:-} ]]; then
 	echo "grade: note: chapter 4's exercises 2, 3, 5, 6 and 7 each make a mistake on purpose, so they exclude each other and exercises 1 and 4: grade each alone, GRADE_FILTER='^exercise K:'"
 fi
-echo "grade: chapter $step's tests against the copy of $dir ($planned planned; $test_limit s a test, $total_limit s in all)"
+what="chapter $step's tests"
+[[ -z $lab ]] || what="attack-lab exercise $lab (stage $lab_stage; $lab_attacks)"
+echo "grade: $what against the copy of $dir ($planned planned; $test_limit s a test, $total_limit s in all)"
 # Bats' output goes to a file only the grader reads; the student's programs
 # hold no descriptor of it (the box closes them).
 # (--tempdir: a run directory the box's user may enter, for the tests that
 # hand a program a file there; it can write nothing in it)
-timeout -k 5 "$total_limit" "${env[@]}" bats --tempdir "$work/bats-run" "${args[@]}" "$bats_file" >"$work/tap" 2>"$work/bats.err" </dev/null
-rc=$?
+if [[ -n $lab ]]; then
+	# one attack at a time, each a test: test/attack.sh's verdict (0 held,
+	# 3 broke, 1 could not run) under the test's limit; then the box is
+	# emptied, as a test's teardown empties it
+	i=0 rc=0
+	echo "1..$planned" >"$work/tap"
+	for a in $lab_attacks; do
+		i=$((i + 1))
+		if (($(seconds | cut -d. -f1) >= total_limit)); then
+			rc=124
+			break
+		fi
+		timeout -k 5 "$test_limit" env "PATH=$work/shim:$PATH" ATTACK="$a" \
+			bash "$ROOT/test/attack.sh" 5 "$work/bin/echoserver" >"$work/attack.out" 2>&1 </dev/null
+		arc=$?
+		"$box/end-test" 2>>"$work/attack.out" || arc=1
+		name="attack-lab exercise $lab: the $a attack holds"
+		case $arc in
+		0) echo "ok $i $name" ;;
+		124 | 137) echo "not ok $i $name # timeout after ${test_limit}s" ;;
+		*) echo "not ok $i $name" ;;
+		esac >>"$work/tap"
+		sed 's/^/# /' "$work/attack.out" >>"$work/tap"
+	done
+else
+	timeout -k 5 "$total_limit" "${env[@]}" bats --tempdir "$work/bats-run" "${args[@]}" "$bats_file" >"$work/tap" 2>"$work/bats.err" </dev/null
+	rc=$?
+fi
 kill "$watchdog_pid" 2>/dev/null
 "$box/end-test" 2>>"$work/bats.err"
 sed 's/^/  /' "$work/tap"
