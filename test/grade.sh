@@ -241,7 +241,7 @@ for raw in tap:
         t = re.search(r" # timeout after ([0-9]+)s$", text)
         if t:
             text, status = text[: t.start()], "fail"
-            detail = "timed out after %s s (the limit of every test)\n" % t.group(1)
+            detail = "timed out after %s s, the limit of every test\n" % t.group(1)
         s = re.search(r" # skip ?(.*)$", text)
         if s and status == "pass":
             text, status, detail = text[: s.start()], "skip", "skipped: %s\n" % s.group(1)
