@@ -132,7 +132,7 @@ fi
 args+=(--filter-tags "$tags")
 [[ -z ${GRADE_FILTER:-} ]] || args+=(--filter "$GRADE_FILTER")
 
-lab=${LAB:-} lab_stage= lab_attacks=
+lab=${LAB:-} lab_stage='' lab_attacks=''
 if [[ -n $lab ]]; then
 	[[ $step == 5 && $lab =~ ^[1-9][0-9]*$ ]] || misuse "LAB=K grades chapter 5's attack lab: STEP=5 and a number, not STEP=$step LAB=$lab"
 	# README item K of "Make each attack hold": its stage and its attacks
@@ -162,7 +162,6 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-[[ -z ${GRADE_DEBUG:-} ]] || trap "cp -r $work $GRADE_DEBUG; cleanup" EXIT
 
 # --- The plan --------------------------------------------------------------
 
