@@ -13,7 +13,7 @@ BATS_FLAGS ?=
 # claim, each worked solution flips its check and each wrong answer fails
 # it (the attack lab's exercises too), a handout works on its own, every
 # README command runs, and a short stress run of the threaded chapters.
-TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/grade.bats test/docs.bats)
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) $(wildcard test/tools.bats test/grade.bats test/docs.bats))
 PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/handout.bats test/readme.bats test/timeline.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
@@ -34,7 +34,8 @@ help:
 	@echo "make grade STEP=N DIR=path   grade a student's chapter N in path:"
 	@echo "                  a table and a score; EXERCISES=1 grades the"
 	@echo "                  exercises too, FORMAT=junit|tap|gradescope OUT=dir"
-	@echo "                  writes a report (batch scripts: bash test/grade.sh)"
+	@echo "                  writes a report (batch scripts: bash test/grade.sh);"
+	@echo "                  STEP=5 LAB=K grades the attack lab's exercise K"
 	@echo "make grade-class STEP=N SUBMISSIONS=dir   grade every student's"
 	@echo "                  directory in dir in parallel: OUT/grades.csv"
 	@echo "make handout STEP=N   the lab archive for chapter N, tested"
@@ -81,20 +82,22 @@ shell_word = '$(subst ','\'',$(1))'
 
 # Grade a student's chapter: test/grade.sh says what it runs and leaves out.
 # Its exit status says what happened (0 passed, 1 a test failed, 2 a broken
-# submission, 3 misuse), but make exits 2 whenever a recipe fails, whatever
-# its status: the recipe prints it, and a batch script runs test/grade.sh.
+# submission, 3 misuse, 4 a grading error), but make exits 2 whenever a
+# recipe fails, whatever its status: the recipe prints it, and a batch script
+# runs test/grade.sh.
 grade: deps-test test/echoclient test/racehook.so
-	@test -n "$(STEP)" -a -n "$(DIR)" || { echo "usage: make grade STEP=N DIR=path/to/student/stepN"; exit 2; }
+	@test -n "$(STEP)" -a -n "$(DIR)" || { echo "make grade: STEP and DIR are both needed; usage: make grade STEP=N DIR=path/to/student/stepN [EXERCISES=1] [FORMAT=junit|tap|gradescope OUT=dir]" >&2; exit 2; }
 	@bash test/grade.sh $(call shell_word,$(STEP)) $(call shell_word,$(DIR)); rc=$$?; \
 	case $$rc in 0) ;; 1) what="a test failed" ;; 2) what="the submission is broken" ;; \
-	3) what="the grader was misused" ;; *) what="unexpected" ;; esac; \
+	3) what="the grader was misused" ;; 4) what="a grading error: results the grader did not plan" ;; \
+	*) what="unexpected" ;; esac; \
 	test $$rc = 0 || echo "grade: exit status $$rc ($$what); make reports any failure as 2: run bash test/grade.sh to get the status itself" >&2; \
 	exit $$rc
 
 # Grade every student's directory under SUBMISSIONS, in parallel: a CSV and
 # each student's report in OUT (test/grade-class.sh).
 grade-class: deps-test test/echoclient test/racehook.so
-	@test -n "$(STEP)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade-class STEP=N SUBMISSIONS=dir [OUT=dir] [JOBS=n]"; exit 2; }
+	@test -n "$(STEP)" -a -n "$(SUBMISSIONS)" || { echo "make grade-class: STEP and SUBMISSIONS are both needed; usage: make grade-class STEP=N SUBMISSIONS=dir [OUT=dir] [JOBS=n]" >&2; exit 2; }
 	@bash test/grade-class.sh $(call shell_word,$(STEP)) $(call shell_word,$(SUBMISSIONS)) $(call shell_word,$(or $(OUT),grades-step$(STEP)))
 
 # The lab for chapter STEP: chapters 1 to STEP and test/ without the worked

@@ -76,6 +76,10 @@ missing() {
 		have strace || need+=(strace)
 		# chapter 3's hung server shows its threads' stacks (f6.bash)
 		have gdb || need+=(gdb)
+		# the grader writes its reports and the tests check them
+		# (grade.sh, grade.bats): python3, and xmllint for the JUnit schema
+		have python3 || need+=(python3)
+		have xmllint || need+=(libxml2-utils)
 		# Bats runs test files side by side with GNU parallel (not
 		# moreutils' parallel, which has the same name)
 		parallel --version </dev/null 2>/dev/null | grep -q 'GNU parallel' ||

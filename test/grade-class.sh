@@ -8,10 +8,12 @@
 #   OUT/STUDENT/report.*       its report (FORMAT: junit, the default, tap or
 #                              gradescope's results.json)
 # score is the percentage of graded tests passed; exit_status is grade.sh's
-# (0 passed, 1 a test failed, 2 a broken submission).  Each grading builds in
+# (0 passed, 1 a test failed or timed out, 2 a broken submission, 4 a grading
+# error: results the grader did not plan).  Each grading has grade.sh's time
+# limits (GRADE_TEST_TIMEOUT, GRADE_TIMEOUT) and its box.  Each grading builds in
 # a directory of its own and its servers take free ports, so none sees
-# another's.  EXERCISES, GRADE_FILTER and STUDENT_MAKEFILE go through to
-# grade.sh.
+# another's.  EXERCISES, GRADE_FILTER, STUDENT_MAKEFILE and the time limits go
+# through to grade.sh.
 #
 # Exit status: 0 every student's grading ran (whatever its verdict), 3 misuse.
 set -uo pipefail
@@ -89,4 +91,4 @@ wait
 } >"$out/grades.csv"
 echo "grade-class: wrote $out/grades.csv ($(awk -v s="$t0" -v n="$(date +%s.%N)" 'BEGIN { printf "%.0f", n - s }') s)"
 awk -F, 'NR > 1 { n[$(NF - 1)]++ } END {
-	printf "grade-class: %d passed, %d failed a test, %d broken\n", n[0], n[1], n[2] }' "$out/grades.csv"
+	printf "grade-class: %d passed, %d failed a test, %d broken, %d grading errors\n", n[0], n[1], n[2], n[4] }' "$out/grades.csv"

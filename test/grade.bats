@@ -27,11 +27,71 @@ student() {
 	(cd "$ROOT/$ref" && cp Makefile ./*.[ch] "$STUDENT/")
 }
 
-# miscount DIR: make DIR's chapter 2 demo report one job more than ran (a
-# failure that shows at once).
+# miscount DIR: make DIR's chapter 2 work queue run its first job twice (a
+# failure the demo shows at once: jobs run: 1001).
 miscount() {
-	sed -i 's/printf("jobs run: %d\\n", demo.done);/printf("jobs run: %d\\n", demo.done + 1);/' "$1/workqueue_demo.c"
-	grep -q 'demo.done + 1' "$1/workqueue_demo.c"
+	sed -i 's/^\t\tjob->job_function(job);$/\t\t{\n\t\t\tstatic int twice;\n\t\t\tif (__sync_fetch_and_add(\&twice, 1) == 0)\n\t\t\t\tjob->job_function(job);\n\t\t}\n&/' "$1/workqueue.c"
+	grep -q '__sync_fetch_and_add(&twice, 1)' "$1/workqueue.c"
+}
+
+# hostile DIR CODE: make DIR's chapter 2 workqueue_init() run CODE first
+# (the student's code, run by the demo in the box).
+hostile() {
+	local wq=$1/workqueue.c
+	{
+		printf '#include <fcntl.h>\n#include <signal.h>\n#include <stdio.h>\n#include <unistd.h>\n'
+		printf 'static void hostile(void);\n'
+		cat "$wq"
+		printf '/* The hostile part. */\nstatic void\nhostile(void)\n{\n%s\n}\n' "$2"
+	} >"$wq.new"
+	mv "$wq.new" "$wq"
+	sed -i 's/^\tif (numWorkers < 1)$/\thostile();\n&/' "$wq"
+	grep -q '^.hostile();' "$wq"
+}
+
+# valid_reports DIR: DIR's results.json follows Gradescope's documented
+# format and its report.xml the JUnit schema's shape (whichever is there).
+valid_reports() {
+	python3 - "$1" <<'PY'
+import json, os, sys
+import xml.etree.ElementTree as ET
+d = sys.argv[1]
+p = os.path.join(d, "results.json")
+if os.path.exists(p):
+    raw = open(p, "rb").read()
+    raw.decode("utf-8")  # strict: valid UTF-8
+    doc = json.loads(raw)
+    top = {"score", "max_score", "execution_time", "output", "output_format", "visibility",
+           "stdout_visibility", "extra_data", "tests", "leaderboard", "test_output_format",
+           "test_name_format"}
+    assert set(doc) <= top, set(doc) - top
+    assert isinstance(doc["tests"], list)
+    assert isinstance(doc.get("execution_time", 0), int)
+    keys = {"score", "max_score", "status", "name", "name_format", "number", "output",
+            "output_format", "tags", "visibility", "extra_data"}
+    for t in doc["tests"]:
+        assert set(t) <= keys, set(t) - keys
+        assert t["status"] in ("passed", "failed"), t
+        assert isinstance(t["score"], (int, float)) and isinstance(t["max_score"], (int, float))
+        assert isinstance(t["name"], str) and isinstance(t.get("output", ""), str)
+        assert t["status"] == "passed" or t["score"] == 0, t
+p = os.path.join(d, "report.xml")
+if os.path.exists(p):
+    root = ET.parse(p).getroot()
+    assert root.tag == "testsuites"
+    for suite in root:
+        assert suite.tag == "testsuite" and {"name", "tests", "failures"} <= set(suite.attrib)
+        cases = suite.findall("testcase")
+        assert int(suite.get("tests")) == len(cases)
+        assert int(suite.get("failures")) == sum(c.find("failure") is not None for c in cases)
+        for c in cases:
+            assert {"name", "classname"} <= set(c.attrib)
+            for child in c:
+                assert child.tag in ("failure", "error", "skipped", "system-out", "system-err"), child.tag
+PY
+	if [[ -f $1/report.xml ]]; then
+		xmllint --noout --schema "$BATS_TEST_DIRNAME/junit.xsd" "$1/report.xml"
+	fi
 }
 
 @test "the reference chapter 2 passes every graded test; its flaw tests are not run and its tree is not written" {
@@ -75,27 +135,32 @@ miscount() {
 	assert_line "score: 0/1 passed"
 }
 
-@test "a directory without sources is a broken submission (exit 2): a report with one failing case names each missing part" {
+@test "a directory without sources is a broken submission (exit 2): every planned test fails naming each missing part, so max_score is the same" {
 	mkdir "$BATS_TEST_TMPDIR/empty"
-	FORMAT=junit OUT=$BATS_TEST_TMPDIR/out grade 3 "$BATS_TEST_TMPDIR/empty"
+	local n
+	n=$(bats -c --filter-tags '!flaw,!exercise,!reference-only' "$ROOT/test/step3.bats")
+	FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs grade 3 "$BATS_TEST_TMPDIR/empty"
 	assert_equal "$status" 2
-	assert_output --regexp "missing from .*/empty: echoserver.c workqueue.c workqueue.h workqueue_demo.c"
-	assert_line --regexp '^FAIL +the submission has every part the chapter needs and builds$'
+	assert_output --regexp "missing from .*/empty: echoserver.c workqueue.c workqueue.h "
+	refute_output --partial workqueue_demo.c
+	assert_line --regexp '^FAIL +text a client sends comes back unchanged$'
+	assert_line "score: 0/$n passed"
+	FORMAT=junit OUT=$BATS_TEST_TMPDIR/out grade 3 "$BATS_TEST_TMPDIR/empty"
 	run cat "$BATS_TEST_TMPDIR/out/report.xml"
-	assert_output --partial 'tests="1" failures="1"'
-	assert_output --regexp '<failure type="failure">missing from .*/empty: echoserver.c workqueue.c'
+	assert_output --partial "tests=\"$n\" failures=\"$n\""
+	assert_output --regexp '<failure message="the submission is broken: missing from .*/empty: echoserver.c workqueue.c'
+	valid_reports "$BATS_TEST_TMPDIR/out"
+	valid_reports "$BATS_TEST_TMPDIR/gs"
+	run python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(sum(t["max_score"] for t in d["tests"]), d["score"])' "$BATS_TEST_TMPDIR/gs/results.json"
+	assert_output "$n 0"
 }
 
-@test "a chapter 3 copy built with its own Makefile (STUDENT_MAKEFILE=1) that makes no workqueue_demo is broken (exit 2), naming the demo" {
-	student 3
-	sed -i 's/^PROGS = echoserver workqueue_demo$/PROGS = echoserver/' "$STUDENT/Makefile"
-	grep -q '^PROGS = echoserver$' "$STUDENT/Makefile"
-	STUDENT_MAKEFILE=1 FORMAT=tap OUT=$BATS_TEST_TMPDIR/out grade 3 "$STUDENT"
+@test "STUDENT_MAKEFILE=1 takes the student's Makefile too: one that is missing is a broken submission (exit 2) naming it" {
+	student 4
+	rm "$STUDENT/Makefile"
+	STUDENT_MAKEFILE=1 GRADE_FILTER='^text a client' grade 4 "$STUDENT"
 	assert_equal "$status" 2
-	assert_output --partial "missing after the build of $STUDENT: workqueue_demo"
-	run cat "$BATS_TEST_TMPDIR/out/report.tap"
-	assert_line "not ok 1 the submission has every part the chapter needs and builds"
-	assert_line --partial "# missing after the build of $STUDENT: workqueue_demo"
+	assert_output --partial "missing from $STUDENT: Makefile"
 }
 
 @test "the student's Makefile is not used: one that copies hidden prebuilt programs over broken sources is a failed build (exit 2)" {
@@ -107,7 +172,7 @@ miscount() {
 	printf 'this is not C\n' >>"$STUDENT/echoserver.c"
 	FORMAT=junit OUT=$BATS_TEST_TMPDIR/out grade 3 "$STUDENT"
 	assert_equal "$status" 2
-	assert_output --partial "with chapter 3's Makefile"
+	assert_output --partial "with chapter 3's other files and Makefile"
 	assert_output --regexp "echoserver.c:[0-9]+:[0-9]+: error:"
 	refute_output --partial "score: 1"
 	grep -q 'error:' "$BATS_TEST_TMPDIR/out/report.xml"
@@ -210,13 +275,18 @@ miscount() {
 	local out=$BATS_TEST_TMPDIR/gs
 	FORMAT=gradescope OUT=$out GRADE_FILTER='^(every one|a count that is not)' grade 2 "$STUDENT"
 	assert_equal "$status" 1
-	run cat "$out/results.json"
-	assert_line '  "score": 1,'
-	assert_line --regexp '^    \{"name": "every one of 1000 jobs runs exactly once on 4 workers", "score": 0, "max_score": 1, "status": "failed", "output": ".*jobs run: 1001.*"\},$'
-	assert_line '    {"name": "a count that is not a positive number is a usage error (exit 2)", "score": 1, "max_score": 1, "status": "passed", "output": ""}'
-	if command -v python3 >/dev/null; then
-		python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert len(d["tests"]) == 2' "$out/results.json"
-	fi
+	valid_reports "$out"
+	run python3 - "$out/results.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("score", d["score"])
+for t in d["tests"]:
+    print(t["status"], t["score"], t["max_score"], t["name"], "1001" in t["output"])
+PY
+	assert_line "score 1"
+	assert_line "failed 0 1 every one of 1000 jobs runs exactly once on 4 workers True"
+	assert_line "passed 1 1 a count that is not a positive number is a usage error (exit 2) False"
+	assert_equal "${#lines[@]}" 3
 }
 
 @test "EXERCISES=1 runs the exercise checks and the graded tests, never the still-wrong ones" {
@@ -233,15 +303,188 @@ miscount() {
 	run timeout 120 env GRADE_FILTER='^(every one|a count that is not)' make -s -C "$ROOT" grade-class STEP=2 SUBMISSIONS="$subs" OUT="$out"
 	echo "$output"
 	assert_success
-	assert_line "grade-class: 1 passed, 1 failed a test, 1 broken"
+	assert_line "grade-class: 1 passed, 1 failed a test, 1 broken, 0 grading errors"
 	run cat "$out/grades.csv"
 	assert_line --index 0 "student,passed,failed,score,exit_status,seconds"
 	assert_line --regexp '^"ann",2,0,100\.0,0,[0-9.]+$'
 	assert_line --regexp '^"bo, ""the"" third",1,1,50\.0,1,[0-9.]+$'
-	assert_line --regexp '^"cy",0,1,0\.0,2,[0-9.]+$'
+	assert_line --regexp '^"cy",0,2,0\.0,2,[0-9.]+$'
 	assert_equal "${#lines[@]}" 4
 	grep -q 'tests="2" failures="0"' "$out/ann/report.xml"
 	grep -q 'tests="2" failures="1"' "$out/bo, \"the\" third/report.xml"
 	grep -q 'missing from' "$out/cy/report.xml"
 	grep -q '^score: 2/2 passed' "$out/ann/grade.log"
+}
+
+@test "finding 1: a liar's demo (it prints the lines the checks look for; workqueue.c untouched) is not built: the chapter's demo measures" {
+	student 2
+	cat >"$STUDENT/workqueue_demo.c" <<'C'
+#include <stdio.h>
+int main(void) { puts("jobs run: 1000\nworkers alive after shutdown: 0\ncpu while idle: 0 ms"); return 0; }
+C
+	EXERCISES=1 GRADE_FILTER='^exercise 1:' grade 2 "$STUDENT"
+	assert_equal "$status" 1
+	assert_line --regexp '^FAIL +exercise 1: '
+	assert_line "score: 0/1 passed"
+}
+
+@test "finding 2: a program that writes 'ok N' lines into every descriptor it could inherit adds no result" {
+	student 2
+	hostile "$STUDENT" '		int fd;
+		for (fd = 3; fd < 1024; fd++)
+			dprintf(fd, "ok 1 every one of 1000 jobs runs exactly once on 4 workers\\nok 2 forged\\n");
+		char p[64];
+		snprintf(p, sizeof(p), "/proc/%d/fd/3", (int)getppid());
+		if ((fd = open(p, O_WRONLY)) >= 0)
+			dprintf(fd, "ok 3 forged through /proc\\n");'
+	miscount "$STUDENT"
+	FORMAT=junit OUT=$BATS_TEST_TMPDIR/out GRADE_FILTER='^(every one|a count that is not)' grade 2 "$STUDENT"
+	assert_equal "$status" 1
+	assert_line --regexp '^FAIL +every one of 1000 jobs runs exactly once on 4 workers$'
+	assert_line "score: 1/2 passed"
+	refute_output --partial "grading error"
+	grep -q 'tests="2" failures="1"' "$BATS_TEST_TMPDIR/out/report.xml"
+	valid_reports "$BATS_TEST_TMPDIR/out"
+}
+
+@test "finding 2: a result the grader did not plan (a forged or a duplicated line in Bats' output) is a grading error (exit 4) that says so" {
+	local fake=$BATS_TEST_TMPDIR/fakebin real
+	real=$(command -v bats)
+	mkdir -p "$fake"
+	# a bats that runs the tests, then adds a line as if someone wrote it
+	printf '#!/usr/bin/env bash\n"%s" "$@"\nrc=$?\n[[ " $* " == *" --count "* ]] || echo "ok 9 every one of 1000 jobs runs exactly once on 4 workers"\nexit $rc\n' "$real" >"$fake/bats"
+	chmod +x "$fake/bats"
+	PATH=$fake:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
+	assert_equal "$status" 4
+	assert_output --partial "grading error: results the grader did not plan"
+	assert_line "score: 0/1 passed"
+	valid_reports "$BATS_TEST_TMPDIR/gs"
+	grep -q '"max_score": 1' "$BATS_TEST_TMPDIR/gs/results.json"
+}
+
+@test "finding 3: a demo that never returns (a join without exercise 1's fix) fails 'timed out after 3 s', the grading ends and writes its report" {
+	student 2
+	sed -i 's/^\t\tworker->terminate = 1;$/&\n\tpthread_join(workqueue->workers->thread, NULL);/' "$STUDENT/workqueue.c"
+	grep -q 'pthread_join' "$STUDENT/workqueue.c"
+	local t0=$SECONDS
+	# 3 s a test: the demo's jobs take milliseconds; the hang is the join
+	GRADE_TEST_TIMEOUT=3 FORMAT=junit OUT=$BATS_TEST_TMPDIR/out GRADE_FILTER='^every one' grade 2 "$STUDENT"
+	assert_equal "$status" 1
+	assert_line --regexp '^FAIL +every one of 1000 jobs runs exactly once on 4 workers \(timed out after 3 s'
+	assert_line "grade: time limits: 3 s a test, 1500 s the whole grading"
+	grep -q 'timed out after 3 s' "$BATS_TEST_TMPDIR/out/report.xml"
+	valid_reports "$BATS_TEST_TMPDIR/out"
+	# build (about 2 s) + 3 s + the box's cleanup; 60 s is room for load
+	((SECONDS - t0 < 60)) || fail "grading took $((SECONDS - t0)) s"
+}
+
+@test "finding 3: the whole grading has a limit: past it the tests not run fail 'not run', and the report is still written" {
+	student 2
+	sed -i 's/^\t\tworker->terminate = 1;$/&\n\tpthread_join(workqueue->workers->thread, NULL);/' "$STUDENT/workqueue.c"
+	GRADE_TIMEOUT=4 GRADE_TEST_TIMEOUT=100 FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^(every one|a count that is not)' grade 2 "$STUDENT"
+	assert_equal "$status" 1
+	assert_output --partial "not run: the whole grading timed out after 4 s"
+	assert_line "score: 0/2 passed"
+	valid_reports "$BATS_TEST_TMPDIR/gs"
+	grep -q 'the whole grading timed out after 4 s' "$BATS_TEST_TMPDIR/gs/results.json"
+}
+
+@test "finding 4: the student's code runs boxed: a fork that ignores SIGTERM and leaves its group is gone after the test, writes outside its directory and into OUT fail" {
+	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
+	student 2
+	# the box user can reach no directory of the grader's: the trace is in /tmp
+	local trace out=$BATS_TEST_TMPDIR/out
+	trace=$(mktemp -d /tmp/grade-trace.XXXXXX)
+	chmod 777 "$trace"
+	mkdir -p "$out"
+	hostile "$STUDENT" "		FILE *f = fopen(\"$trace/log\", \"a\");
+		pid_t child = fork();
+		if (child == 0) {
+			signal(SIGTERM, SIG_IGN);
+			setsid();
+			close(0);
+			close(1);
+			close(2);
+			sleep(300);
+			_exit(0);
+		}
+		fprintf(f, \"child %d\\n\", (int)child);
+		fprintf(f, \"uid %d\\n\", (int)getuid());
+		fprintf(f, \"out %d\\n\", open(\"$out/evil\", O_WRONLY | O_CREAT, 0644) >= 0);
+		fprintf(f, \"dir %d\\n\", open(\"$STUDENT/evil\", O_WRONLY | O_CREAT, 0644) >= 0);
+		fclose(f);"
+	# 20 s a test: the demo takes a second; the fork sleeps 300 s
+	GRADE_TEST_TIMEOUT=20 FORMAT=junit OUT=$out GRADE_FILTER='^every one' grade 2 "$STUDENT"
+	run cat "$trace/log"
+	assert_line --regexp '^child [0-9]+$'
+	refute_line "uid 0"
+	assert_line "out 0"
+	assert_line "dir 0"
+	[[ ! -e $out/evil && ! -e $STUDENT/evil ]]
+	local pid
+	pid=$(sed -n 's/^child //p' "$trace/log" | head -1)
+	rm -rf "$trace"
+	# gone, or a zombie of a parent that does not reap (a container's init)
+	local stat
+	stat=$(cat "/proc/$pid/stat" 2>/dev/null) || stat=
+	stat=${stat##*) }
+	[[ -z $stat || ${stat%% *} == Z ]] || { kill -KILL "$pid"; fail "the fork $pid outlived the grading: $stat"; }
+}
+
+@test "finding 6: a program's bytes in a failure message (0xFF, control characters, <&>) leave results.json valid UTF-8 and report.xml valid against the JUnit schema" {
+	student 2
+	hostile "$STUDENT" '		printf("bytes: \xff\xfe\x01\x1b[31m <&> \"quoted\" \xc3\xa9\n");
+		fflush(stdout);'
+	miscount "$STUDENT"
+	FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$STUDENT"
+	assert_equal "$status" 1
+	valid_reports "$BATS_TEST_TMPDIR/gs"
+	grep -qF 'bytes: \\xff\\xfe\\x01\\x1b[31m <&> \"quoted\" é' "$BATS_TEST_TMPDIR/gs/results.json"
+	FORMAT=junit OUT=$BATS_TEST_TMPDIR/junit GRADE_FILTER='^every one' grade 2 "$STUDENT"
+	assert_equal "$status" 1
+	valid_reports "$BATS_TEST_TMPDIR/junit"
+	grep -qF 'bytes: \xff\xfe\x01\x1b[31m &lt;&amp;&gt; "quoted" é' "$BATS_TEST_TMPDIR/junit/report.xml"
+}
+
+@test "finding 6: a skipped test is not passed: it scores 0 of 1 in results.json and the table says skipped" {
+	local fake=$BATS_TEST_TMPDIR/fakebin real
+	real=$(command -v bats)
+	mkdir -p "$fake"
+	# a bats whose run reports the one planned test skipped
+	printf '#!/usr/bin/env bash\n[[ " $* " == *" --count "* ]] && exec "%s" "$@"\necho 1..1\necho "ok 1 every one of 1000 jobs runs exactly once on 4 workers # skip no machine for it"\n' "$real" >"$fake/bats"
+	chmod +x "$fake/bats"
+	PATH=$fake:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
+	assert_success
+	assert_line "skip  every one of 1000 jobs runs exactly once on 4 workers (skipped: no machine for it)"
+	assert_line "score: 0/1 passed (1 skipped: not passed)"
+	valid_reports "$BATS_TEST_TMPDIR/gs"
+	run python3 -c 'import json, sys; t = json.load(open(sys.argv[1]))["tests"][0]; print(t["status"], t["score"], t["max_score"], t["output"].strip())' "$BATS_TEST_TMPDIR/gs/results.json"
+	assert_output "failed 0 1 skipped: no machine for it"
+}
+
+@test "finding 7: LAB=K grades the attack lab's exercise K: the stage as handed out fails its attack, the next patch's server holds it" {
+	local stage=$BATS_TEST_TMPDIR/lab1 solved=$BATS_TEST_TMPDIR/solved
+	bash "$ROOT/test/patches.sh" apply 5 3 "$stage" >/dev/null
+	bash "$ROOT/test/patches.sh" apply 5 4 "$solved" >/dev/null
+	LAB=1 FORMAT=junit OUT=$BATS_TEST_TMPDIR/out grade 5 "$stage"
+	assert_equal "$status" 1
+	assert_line --regexp '^FAIL +attack-lab exercise 1: the fd-exhaustion attack holds$'
+	valid_reports "$BATS_TEST_TMPDIR/out"
+	LAB=1 grade 5 "$solved"
+	assert_success
+	assert_line "score: 1/1 passed"
+	LAB=9 grade 5 "$stage"
+	assert_equal "$status" 3
+	LAB=1 grade 2 "$stage"
+	assert_equal "$status" 3
+}
+
+@test "finding 7: make grade without DIR says what is missing; chapter 4's EXERCISES=1 says its exercises exclude each other" {
+	run make -s -C "$ROOT" grade STEP=2
+	assert_failure
+	assert_output --partial "make grade: STEP and DIR are both needed"
+	EXERCISES=1 GRADE_FILTER='^text a client sends' grade 4 "$ROOT/step4-shutdown-fixes"
+	refute_output --partial "exclude each other"
+	EXERCISES=1 GRADE_TIMEOUT=1 grade 4 "$ROOT/step4-shutdown-fixes"
+	assert_output --partial "exercises 2, 3, 5, 6 and 7 each make a mistake on purpose"
 }

@@ -70,6 +70,8 @@ setup() {
 teardown() {
 	stop_all_servers
 	stop_background
+	# graded (test/grade.sh): all the student's programs started is gone
+	[[ -z ${GRADE_BOX:-} ]] || "$GRADE_BOX/end-test"
 }
 
 # Background clients a test started and recorded in BG_PIDS: ended even

@@ -125,3 +125,17 @@ check_flips() {
 @test "chapter 5: every solution flips its exercise's check from fail to pass" {
 	check_flips 5
 }
+
+@test "every worked solution changes only the files test/grade.sh takes from a student (chapter 4's Makefile with STUDENT_MAKEFILE=1)" {
+	local patch n files f
+	for patch in "$ROOT"/test/solutions/step*-ex*.patch; do
+		[[ $patch == *.wrong-*.patch ]] && continue
+		n=${patch##*/step}
+		n=${n%%-*}
+		files=" $(bash "$ROOT/test/grade.sh" --student-files "$n") "
+		[[ $n == 4 ]] && files+="Makefile "
+		for f in $(sed -n 's|^+++ b/||p' "$patch"); do
+			[[ $files == *" $f "* ]] || fail "${patch##*/} changes $f, which grading takes from the chapter, not the student"
+		done
+	done
+}

@@ -361,6 +361,16 @@ load helper
 	release_clients
 	run cat "$SERVER_ERR"
 	assert_output --regexp 'drained 2 connections'
+	# without -v the same shutdown logs no count
+	stop_all_servers
+	start_server -t 3
+	hold_clients 2
+	kill -TERM "$SERVER_PID"
+	wait_exit "$SERVER_PID" 3
+	assert_equal "$STATUS" 0
+	release_clients
+	run cat "$SERVER_ERR"
+	refute_output --partial 'drained'
 }
 
 # The library that holds evthread_use_pthreads() is libevent_pthreads

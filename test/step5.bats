@@ -725,6 +725,20 @@ check_accept_pauses() {
 	assert_equal "$(grep -cE "$pipe_write" "$trace")" 6
 	echo "# 6 clients: $(grep -cE "$pipe_write" "$trace") one-byte pipe writes," \
 		"$(grep -c '<anon_inode:\[eventfd\]>' "$trace") eventfd writes" >&3
+	# both ends of every worker's pipe non-blocking (O_NONBLOCK, octal
+	# 04000 in the flags /proc shows): 3 workers, at least 6 ends.  A
+	# notify pipe is one whose two ends the server holds (a pipe it
+	# inherited shows once).
+	local fd flags ends=0 pipes
+	pipes=$(for fd in "/proc/$SERVER_PID/fd/"*; do readlink "$fd"; done | grep '^pipe:' | sort | uniq -d)
+	for fd in "/proc/$SERVER_PID/fd/"*; do
+		fd=${fd##*/}
+		grep -qxF -- "$(readlink "/proc/$SERVER_PID/fd/$fd")" <<<"$pipes" || continue
+		flags=$(awk '$1 == "flags:" { print $2 }' "/proc/$SERVER_PID/fdinfo/$fd")
+		(((8#$flags & 8#4000) != 0)) || fail "the server's pipe descriptor $fd blocks (flags $flags): both ends must be non-blocking"
+		ends=$((ends + 1))
+	done
+	((ends >= 6)) || fail "$ends pipe ends in the server: 3 workers need 6"
 	release_clients
 }
 
@@ -741,6 +755,23 @@ check_accept_pauses() {
 	run cat "$SERVER_ERR"
 	assert_output --partial "worker 0: 5 connections"
 	assert_output --partial "worker 1: 5 connections"
+	# one report per SIGUSR1: 4 more clients wake both workers twice each
+	# and log nothing; the flag is cleared once the count is logged
+	local more
+	more=("${HELD[@]}")
+	hold_clients 4
+	HELD+=("${more[@]}")
+	run grep -cE '^echoserver: worker [0-9]+: [0-9]+ connections' "$SERVER_ERR"
+	assert_output 2
+	kill -USR1 "$SERVER_PID"
+	wait_for_lines "$SERVER_ERR" '^echoserver: worker [0-9]+: [0-9]+ connections' 4 10
+	run cat "$SERVER_ERR"
+	assert_output --partial "worker 0: 7 connections"
+	assert_output --partial "worker 1: 7 connections"
+	# the signal is handled on the main base (evsignal_new), not by a
+	# handler of the student's, which may call no lock or libevent function
+	run grep -nE 'sigaction|signal\(SIGUSR1' "$SOURCE_DIR/echoserver.c"
+	assert_failure
 	kill -INT "$SERVER_PID"
 	release_clients
 	wait_exit "$SERVER_PID" 30
@@ -854,4 +885,28 @@ check_accept_pauses() {
 	assert_equal "$(wc -l <<<"$ping_tids")" 1
 	assert_equal "slow reply written by thread $slow_tid" \
 		"slow reply written by thread $ping_tids"
+
+	# A job that outlives its client: under AddressSanitizer (a job that
+	# kept a client_t * reads freed memory when it comes back; no check
+	# of the echoes could tell).  The client leaves at once; a second slow
+	# request, worked after the first (one work thread, in order), is
+	# echoed only after the first came back.
+	local asan=$BATS_TEST_TMPDIR/asan second
+	cp -r "$SOURCE_DIR" "$asan"
+	make -s -C "$asan" clean >/dev/null
+	make -s -C "$asan" CFLAGS='-O1 -g -fsanitize=address -fno-omit-frame-pointer' \
+		echoserver >"$BATS_TEST_TMPDIR/asan.log" 2>&1 ||
+		fail "no AddressSanitizer build: $(tail -3 "$BATS_TEST_TMPDIR/asan.log")"
+	ECHOSERVER=$asan/echoserver ASAN_OPTIONS=detect_leaks=0 start_server -t 1
+	exec {slow}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'SLOW gone\n' >&"$slow"
+	exec {slow}>&-
+	exec {second}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'SLOW here\n' >&"$second"
+	# two jobs of 2 s each, one after the other; 10 s is room for ASan
+	IFS= read -r -t 10 reply <&"$second" || true
+	exec {second}>&-
+	run cat "$SERVER_ERR"
+	refute_output --partial "AddressSanitizer"
+	assert_equal "$reply" "SLOW here"
 }
