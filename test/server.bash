@@ -36,17 +36,49 @@ seconds_since() {
 	printf '%d.%03d\n' $((ms / 1000)) $((ms % 1000))
 }
 
-# wait_until SECONDS COMMAND...: run COMMAND every 20 ms until it succeeds
-# (return 0) or SECONDS (a whole number or a fraction) have passed (return
-# 1).  The one bounded wait; its clock is bash's, so a poll forks nothing
-# but what COMMAND itself runs.
-wait_until() {
-	local limit=$1 deadline whole frac
-	shift
-	whole=${limit%.*} frac=
-	[[ $limit == *.* ]] && frac=${limit#*.}
+# TIME_SCALE: every time bound is written, and measured, for a plain build;
+# an instrumented build (a sanitizer, valgrind) is slower, and test/check.sh,
+# which runs the tests against such builds, sets TIME_SCALE to how many times
+# (the one place its values are chosen, with their measurements).  Each
+# bounded wait below is scaled by it, and a test that compares an elapsed
+# time with a bound writes the bound as `scaled`.  Only a bound that a slow
+# build could overrun is scaled: a time that must pass first (no echo for
+# 1 s, a server's own -i 1 or drain deadline) is the same in every build.
+TIME_SCALE=${TIME_SCALE:-1}
+[[ $TIME_SCALE =~ ^[1-9][0-9]*$ ]] || {
+	echo "TIME_SCALE=$TIME_SCALE: not a whole number of at least 1" >&2
+	TIME_SCALE=1
+}
+
+# scaled SECONDS: SECONDS (a whole number or a fraction) times TIME_SCALE,
+# as a whole number when SECONDS is one, else to the microsecond.
+scaled() {
+	local us
+	us=$(_usec_of "$1")
+	us=$((us * TIME_SCALE))
+	if [[ $1 == *.* ]]; then
+		printf '%d.%06d\n' $((us / 1000000)) $((us % 1000000))
+	else
+		printf '%d\n' $((us / 1000000))
+	fi
+}
+
+# _usec_of SECONDS: SECONDS (a whole number or a fraction) in microseconds.
+_usec_of() {
+	local whole=${1%.*} frac=
+	[[ $1 == *.* ]] && frac=${1#*.}
 	frac=${frac}000000
-	deadline=$(($(usec) + 10#${whole:-0} * 1000000 + 10#${frac:0:6}))
+	printf '%d\n' $((10#${whole:-0} * 1000000 + 10#${frac:0:6}))
+}
+
+# wait_until SECONDS COMMAND...: run COMMAND every 20 ms until it succeeds
+# (return 0) or SECONDS (a whole number or a fraction) times TIME_SCALE have
+# passed (return 1).  The one bounded wait; its clock is bash's, so a poll
+# forks nothing but what COMMAND itself runs.
+wait_until() {
+	local deadline
+	deadline=$(($(usec) + $(_usec_of "$1") * TIME_SCALE))
+	shift
 	until "$@"; do
 		((${EPOCHREALTIME//[!0-9]/} < deadline)) || return 1
 		nap 0.02
@@ -108,7 +140,7 @@ server_start() {
 	SERVER_PID=$!
 	PORT=
 	if ! wait_until "$limit" _server_ready "$out" "$SERVER_PID"; then
-		echo "no 'listening on' line after ${limit}s" >&2
+		echo "no 'listening on' line after $(scaled "$limit")s" >&2
 		return 1
 	fi
 	if ! line=$(grep -m1 '^listening on ' "$out"); then
@@ -134,7 +166,7 @@ _server_ready() {
 server_wait() {
 	local start=$EPOCHREALTIME
 	if ! wait_until "$2" exited "$1"; then
-		echo "process $1 still running after ${2}s" >&2
+		echo "process $1 still running after $(scaled "$2")s" >&2
 		return 1
 	fi
 	STATUS=0
