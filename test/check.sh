@@ -7,7 +7,12 @@
 #   posix      the chapter compiles with only POSIX's feature macro and
 #              calls nothing Linux-only (epoll, accept4, MSG_NOSIGNAL, ...)
 #   format     every C file matches the root .clang-format
-#   scripts    shellcheck finds no warning in the shell scripts
+#   (the gate named shellcheck) ShellCheck finds no warning in any shell
+#              file, each read as its shell: scripts by their #! line,
+#              .bash files as bash, .bats files as Bats (ShellCheck 0.9 on)
+#   makefile   the Makefile: every target is .PHONY or a file, every .PHONY
+#              target has a rule and a dry run (make -n), and make help
+#              names every target a reader types
 #   cppcheck   finds nothing
 #   asan       the chapter's tests pass against an ASan+UBSan build
 #   valgrind   an echo-and-SIGINT run: no errors, all heap blocks freed
@@ -15,12 +20,13 @@
 #
 # Each build happens in a copy of the chapter under a temporary directory, so
 # the binaries `make` built are left alone.  GATES="format asan" runs only
-# those gates.
+# those gates; `make lint` runs format, shellcheck and makefile, which take
+# seconds, and needs no chapter named.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
-GATES=${GATES:-warnings stages posix format shellcheck cppcheck asan valgrind tsan}
+GATES=${GATES:-format shellcheck makefile warnings stages posix cppcheck asan valgrind tsan}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 failed=()
@@ -174,9 +180,87 @@ if has_gate format; then
 	clang-format --dry-run --Werror $CFILES || fail "format"
 fi
 
+# Every shell file of the project: by name, or a script by its #! line.
+shell_files() {
+	find .ci test -path test/stages -prune -o -type f \( -name '*.sh' -o \
+		-name '*.bash' -o -name '*.bats' -o -perm -u+x \) -print |
+		while read -r f; do
+			case $f in
+			*.sh | *.bash | *.bats) echo "$f" ;;
+			*) head -c 64 "$f" | grep -qE '^#!.*(bash|/sh)' && echo "$f" ;;
+			esac
+		done | sort
+}
+
 if has_gate shellcheck; then
-	say "shellcheck: the scripts"
-	shellcheck -S warning test/*.sh .ci/run || fail "shellcheck"
+	say "shellcheck: every shell file, each as its shell"
+	mapfile -t files < <(shell_files)
+	bats=() bash=() scripts=()
+	for f in "${files[@]}"; do
+		case $f in
+		*.bats) bats+=("$f") ;;
+		*.bash) bash+=("$f") ;;
+		*) scripts+=("$f") ;;
+		esac
+	done
+	# Bats syntax (@test) is known to shellcheck from 0.9 on; before, a .bats
+	# file does not even parse as bash.
+	version=$(shellcheck --version | sed -n 's/^version: //p')
+	if [[ $(printf '%s\n' 0.9 "$version" | sort -V | head -1) != 0.9 ]]; then
+		fail "shellcheck $version cannot read .bats files: 0.9 or later needed"
+	fi
+	echo "  ${#scripts[@]} scripts, ${#bash[@]} .bash files, ${#bats[@]} .bats files"
+	shellcheck -S warning "${scripts[@]}" || fail "shellcheck: scripts"
+	shellcheck -S warning -s bash "${bash[@]}" || fail "shellcheck: .bash files"
+	shellcheck -S warning -s bats "${bats[@]}" || fail "shellcheck: .bats files"
+fi
+
+# The targets of the Makefile's rules, one a line: not files (no / or %),
+# not variables.
+make_targets() {
+	sed -nE 's/^([A-Za-z][A-Za-z0-9_ -]*):([^=]|$).*/\1/p' Makefile |
+		tr ' ' '\n' | grep -v '^$' | sort -u
+}
+
+# make help must name each target a reader types: all but the ones other
+# targets use (deps-*, have-build-deps) and all (plain `make`).
+makefile_checks() {
+	local phony targets t rc=0 help
+	phony=$(sed -n '/^\.PHONY:/,/[^\\]$/p' Makefile | sed 's/^\.PHONY://; s/\\$//' |
+		tr ' \t' '\n\n' | grep -v '^$' | sort -u)
+	targets=$(make_targets)
+	for t in $(comm -13 <(echo "$phony") <(echo "$targets")); do
+		echo "  $t: a rule that is not .PHONY"
+		rc=1
+	done
+	for t in $(comm -23 <(echo "$phony") <(echo "$targets")); do
+		echo "  $t: .PHONY, but no rule makes it"
+		rc=1
+	done
+	help=$(make -s help)
+	for t in $phony; do
+		case $t in
+		all | have-build-deps | deps-*) ;;
+		*) grep -qE "^make $t( |$)" <<<"$help" || {
+			echo "  $t: make help does not name it"
+			rc=1
+		} ;;
+		esac
+		# a dry run expands every recipe; stage's recurses into the stage
+		# directory it makes, which a dry run does not make
+		[[ $t == stage ]] && continue
+		make -n "$t" STEP=5 PATCH=1 RUNS=1 FROM=4 TO=5 DIR=/nonexistent \
+			SUBMISSIONS=/nonexistent >/dev/null 2>"$WORK/make-n" || {
+			echo "  $t: make -n fails: $(head -3 "$WORK/make-n")"
+			rc=1
+		}
+	done
+	return $rc
+}
+
+if has_gate makefile; then
+	say "makefile: .PHONY, make -n and make help agree with the rules"
+	makefile_checks || fail "makefile"
 fi
 
 if has_gate cppcheck; then
@@ -267,8 +351,8 @@ for step in "$@"; do
 done
 
 if ((${#failed[@]})); then
-	printf '\nmake check failed:\n'
+	printf '\ncheck.sh failed:\n'
 	printf '  %s\n' "${failed[@]}"
 	exit 1
 fi
-printf '\nmake check: every gate passed (%s)\n' "$GATES"
+printf '\ncheck.sh: every gate passed (%s)\n' "$GATES"

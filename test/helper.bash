@@ -5,6 +5,8 @@
 # for its "listening on" line; teardown always stops it.  The check_* functions
 # are whole test cases that several chapters run against their own server.
 
+# The cases read status, output and lines, which Bats' run sets.
+# shellcheck disable=SC2154
 bats_load_library bats-support
 bats_load_library bats-assert
 # shellcheck source=test/server.bash
@@ -236,7 +238,7 @@ check_sigpipe() {
 	local fd
 	for i in $(seq 20); do
 		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		head -c 262144 /dev/zero >&"$fd" 2>/dev/null || true
+		head -c 262144 /dev/zero 1>&"$fd" 2>/dev/null || true
 		exec {fd}>&-
 	done
 	client rst 1M
@@ -370,6 +372,7 @@ build_tsan() {
 		if make -s -C "$copy" CC="$cc" CFLAGS='-O1 -g -fsanitize=thread' \
 			echoserver >"$BATS_TEST_TMPDIR/build.log" 2>&1; then
 			TSAN_SERVER=$copy/echoserver
+			# shellcheck disable=SC2034 # for the caller
 			TSAN_CC=$cc
 			return 0
 		fi
@@ -754,7 +757,7 @@ check_shutdown_chatty() {
 		# 400 lines at most: the loop ends by itself within 8 s
 		{
 			for ((j = 0; j < 400; j++)); do
-				printf 'chat %d\n' "$j" >&"$fd" 2>/dev/null || break
+				printf 'chat %d\n' "$j" 1>&"$fd" 2>/dev/null || break
 				nap 0.02
 			done
 		} 3>&- &

@@ -12,6 +12,7 @@ now() {
 
 # usec [T]: T (a `now`; default: now) in microseconds since the epoch, an
 # integer that bash's own arithmetic compares: no process is started.
+# shellcheck disable=SC2120 # T is for the scripts that source this file
 usec() {
 	local t=${1:-$EPOCHREALTIME}
 	t=${t//[!0-9]/}
@@ -171,6 +172,7 @@ server_wait() {
 	fi
 	STATUS=0
 	wait "$1" 2>/dev/null || STATUS=$?
+	# shellcheck disable=SC2034 # for the caller
 	ELAPSED=$(seconds_since "$start")
 }
 
@@ -186,6 +188,7 @@ server_stop() {
 	server_wait "$1" "$2" 2>/dev/null && return 0
 	kill -KILL "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
+	# shellcheck disable=SC2034 # for the caller
 	STATUS=killed
 }
 

@@ -271,7 +271,7 @@ check_strict_headers_fail() {
 		c1[$x]=$(now)
 		# B waits about 2.3 s in all, C about 1 s: a wait counted in
 		# whole seconds is off by 0.3 s at least for B
-		expect_no_echo "$t" $([[ $x == B ]] && echo 1.3 || echo 1)
+		expect_no_echo "$t" "$([[ $x == B ]] && echo 1.3 || echo 1)"
 	done
 	# A leaves; then whichever of B and C gets its echo leaves at once.
 	t=$(now)
@@ -284,6 +284,7 @@ check_strict_headers_fail() {
 			echo[$x]=$(now) freed[$x]=$t done[$x]=1
 			assert_equal "$reply" "$x"
 			t=$(now)
+			# shellcheck disable=SC1083,SC2093 # closes the array element's descriptor
 			exec {fd[$x]}>&-
 		done
 		# both are served within about a second of C's connect

@@ -492,7 +492,7 @@ check_worker_loop_fails() {
 _new_client_served() {
 	local fd reply rc=1
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'new\n' >&"$fd" 2>/dev/null || true
+	printf 'new\n' 1>&"$fd" 2>/dev/null || true
 	IFS= read -r -t 1 reply <&"$fd" 2>/dev/null && [[ $reply == new ]] && rc=0
 	exec {fd}>&-
 	return $rc
