@@ -20,3 +20,13 @@ source "$ROOT/test/server.bash"
 	echo "# $(grep -c '^ok ' <<<"$output") blocks ran, $(grep -c '^not run ' <<<"$output") not run" >&3
 	assert_success
 }
+
+# The map of test/ is generated from each file's header comment; a file
+# added, removed or re-described without regenerating it fails here.
+@test "test/README.md, the map of test/, is what test/test-map.sh makes of each file's header" {
+	run bash "$ROOT/test/test-map.sh" --check
+	assert_success
+	run grep -c '^| `' "$ROOT/test/README.md"
+	echo "# $output files and directories mapped" >&3
+	((output > 40))
+}
