@@ -79,7 +79,7 @@ load helper
 # shutdown's).
 # bats test_tags=needs-demo
 @test "fixed: workqueue_shutdown returns only once every worker has left, even when each wakes 2 s late: it joins them" {
-	run with_racehook RACEHOOK_WAKE_DELAY_MS=2000 -- timeout 20 "$WORKQUEUE_DEMO" -w 4 -j 4
+	run with_racehook RACEHOOK_WAKE_DELAY_MS=2000 -- timeout "$(scaled 20)" "$WORKQUEUE_DEMO" -w 4 -j 4
 	assert_success
 	assert_line "jobs run: 4"
 	assert_line "workers alive after shutdown: 0"
