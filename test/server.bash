@@ -77,9 +77,12 @@ _usec_of() {
 # passed (return 1).  The one bounded wait; its clock is bash's, so a poll
 # forks nothing but what COMMAND itself runs.
 wait_until() {
-	local deadline
-	deadline=$(($(usec) + $(_usec_of "$1") * TIME_SCALE))
+	local limit=$1 whole frac start=${EPOCHREALTIME//[!0-9]/} deadline
 	shift
+	whole=${limit%.*} frac=
+	[[ $limit == *.* ]] && frac=${limit#*.}
+	frac=${frac}000000
+	deadline=$((10#$start + (10#${whole:-0} * 1000000 + 10#${frac:0:6}) * TIME_SCALE))
 	until "$@"; do
 		((${EPOCHREALTIME//[!0-9]/} < deadline)) || return 1
 		nap 0.02
