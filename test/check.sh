@@ -182,7 +182,9 @@ fi
 
 # Every shell file of the project: by name, or a script by its #! line.
 shell_files() {
-	find .ci test -path test/stages -prune -o -type f \( -name '*.sh' -o \
+	local dirs=(test)
+	[[ -d .ci ]] && dirs+=(.ci) # a handout has none
+	find "${dirs[@]}" -path test/stages -prune -o -type f \( -name '*.sh' -o \
 		-name '*.bash' -o -name '*.bats' -o -perm -u+x \) -print |
 		while read -r f; do
 			case $f in
