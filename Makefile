@@ -14,7 +14,7 @@ BATS_FLAGS ?=
 # it (the attack lab's exercises too), a handout works on its own, every
 # README command runs, and a short stress run of the threaded chapters.
 TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) test/tools.bats test/grade.bats test/docs.bats)
-PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/handout.bats test/readme.bats
+PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/handout.bats test/readme.bats test/timeline.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
@@ -48,6 +48,8 @@ help:
 	@echo "make readme-diffs write each chapter's diff into its README"
 	@echo "make bench        measure every chapter against a bare epoll loop and"
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
+	@echo "make timeline STEP=N   draw chapter N's lesson from a real run:"
+	@echo "                  test/results/timeline/stepN.svg (ECHOSERVER=path)"
 	@echo "make attack STEP=N   the attack lab: hostile clients against chapter N's"
 	@echo "                  server (or ECHOSERVER=path), held or broken per attack;"
 	@echo "                  ATTACK=\"name ...\" runs only those"
@@ -155,6 +157,12 @@ attack: all test/attack test/echoclient
 	@test -n "$(STEP)" || { echo "usage: make attack STEP=N [ECHOSERVER=path] [ATTACK=\"name ...\"]"; exit 2; }
 	@ATTACK=$(call shell_word,$(ATTACK)) bash test/attack.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
 
+# make timeline STEP=N [ECHOSERVER=path]: run chapter N's short scenario
+# against its server and draw what happened (test/timeline.sh).
+timeline: all test/timeline
+	@test -n "$(STEP)" || { echo "usage: make timeline STEP=N [ECHOSERVER=path] (N: 1, 3, 4 or 5)"; exit 2; }
+	@bash test/timeline.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
+
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)
 
@@ -186,5 +194,5 @@ deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
 .PHONY: all help run test test-all proofs lint diff stage readme-diffs check bench clean deps stress grade \
-	grade-class handout attack \
+	grade-class handout attack timeline \
 	have-build-deps deps-run deps-test deps-check

@@ -16,6 +16,7 @@
 #include <err.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,7 @@ wait_for(struct demo *demo, const int *count, int target, long ms)
 	return reached;
 }
 
-/* Record that a job ran, and wake main() if it waits for the count. */
+/* Record that a job ran, and wake the mode if it waits for the count. */
 static void
 job_done(struct demo *demo, struct demo_job *dj)
 {
@@ -174,7 +175,7 @@ release_jobs(struct demo *demo)
 	pthread_mutex_unlock(&demo->mutex);
 }
 
-/* -s: shut the queue down from a thread of its own, so main() can watch. */
+/* -s: shut the queue down from a thread of its own, so the mode can watch. */
 static void *
 shutdown_thread(void *arg)
 {
@@ -285,6 +286,229 @@ run_failed_init(struct workqueue *workqueue, int nworkers, int nstart)
 	return 0;
 }
 
+/*
+ * Set up what the jobs share and total jobs that run fn, then start nworkers
+ * workers; the jobs, for demo_finish() to free.
+ */
+static struct demo_job *
+demo_start(struct demo *demo, struct workqueue *workqueue, int nworkers,
+	   int total, void (*fn)(struct job *))
+{
+	struct demo_job *jobs;
+	int i, rc;
+
+	memset(demo, 0, sizeof(*demo));
+	demo->workqueue = workqueue;
+	demo->nbarrier = nworkers;
+	if ((rc = pthread_mutex_init(&demo->mutex, NULL)) != 0 ||
+	    (rc = pthread_cond_init(&demo->cond, NULL)) != 0)
+		errx(1, "pthread init: %s", strerror(rc));
+	if ((jobs = calloc((size_t)total, sizeof(*jobs))) == NULL)
+		err(1, "calloc");
+	for (i = 0; i < total; i++) {
+		jobs[i].id = i + 1;
+		jobs[i].job.job_function = fn;
+		jobs[i].job.user_data = demo;
+	}
+	if (workqueue_init(workqueue, nworkers) != 0)
+		errx(1, "workqueue_init failed");
+	return jobs;
+}
+
+/* Queue jobs[from] up to, not including, jobs[to]. */
+static void
+add_jobs(struct workqueue *workqueue, struct demo_job *jobs, int from, int to)
+{
+	int i;
+
+	for (i = from; i < to; i++)
+		workqueue_add_job(workqueue, &jobs[i].job);
+}
+
+/* Wait (bounded) until total jobs ran; 1 if one ran other than once. */
+static int
+wait_all_once(struct demo *demo, struct demo_job *jobs, int total)
+{
+	int i, bad = 0;
+
+	if (!wait_for(demo, &demo->done, total, JOBS_TIMEOUT_MS))
+		errx(1, "timeout: %d of %d jobs ran", demo->done, total);
+	for (i = 0; i < total; i++) {
+		if (jobs[i].runs != 1) {
+			warnx("job %d ran %d times", jobs[i].id, jobs[i].runs);
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
+/* Warn of held jobs never released, free the demo's objects; exit status. */
+static int
+demo_finish(struct demo *demo, struct demo_job *jobs, int bad)
+{
+	if (demo->hold_timeouts > 0) {
+		warnx("%d held jobs were never released", demo->hold_timeouts);
+		bad = 1;
+	}
+	fflush(stdout);
+	/* The demo's own objects: the queue's are its business. */
+	pthread_cond_destroy(&demo->cond);
+	pthread_mutex_destroy(&demo->mutex);
+	free(demo->order);
+	free(jobs);
+	return bad;
+}
+
+/* The default: njobs jobs on nworkers workers, each run exactly once. */
+static int
+run_count(struct workqueue *workqueue, int nworkers, int njobs)
+{
+	struct demo demo;
+	struct demo_job *jobs;
+	int bad;
+
+	jobs = demo_start(&demo, workqueue, nworkers, njobs, count_job);
+	add_jobs(workqueue, jobs, 0, njobs);
+	bad = wait_all_once(&demo, jobs, njobs);
+	workqueue_shutdown(workqueue);
+	printf("jobs run: %d\n", demo.done);
+	printf("workers alive after shutdown: %d\n", threads_left());
+	return demo_finish(&demo, jobs, bad);
+}
+
+/* -i: as the default, then the CPU the idle workers use before shutdown. */
+static int
+run_idle(struct workqueue *workqueue, int nworkers, int njobs)
+{
+	struct demo demo;
+	struct demo_job *jobs;
+	double cpu0;
+	int bad;
+
+	jobs = demo_start(&demo, workqueue, nworkers, njobs, count_job);
+	add_jobs(workqueue, jobs, 0, njobs);
+	bad = wait_all_once(&demo, jobs, njobs);
+	cpu0 = cpu_ms();
+	nanosleep(&(struct timespec){IDLE_MS / 1000, IDLE_MS % 1000 * 1000000},
+		  NULL);
+	printf("cpu while idle: %.0f ms in %d ms\n", cpu_ms() - cpu0, IDLE_MS);
+	workqueue_shutdown(workqueue);
+	printf("jobs run: %d\n", demo.done);
+	printf("workers alive after shutdown: %d\n", threads_left());
+	return demo_finish(&demo, jobs, bad);
+}
+
+/* -b: one job per worker, each finishing only if all run at once. */
+static int
+run_barrier(struct workqueue *workqueue, int nworkers)
+{
+	struct demo demo;
+	struct demo_job *jobs;
+	int bad;
+
+	jobs = demo_start(&demo, workqueue, nworkers, nworkers, barrier_job);
+	add_jobs(workqueue, jobs, 0, nworkers);
+	bad = wait_all_once(&demo, jobs, nworkers);
+	workqueue_shutdown(workqueue);
+	printf("jobs run: %d\n", demo.done);
+	printf("workers alive after shutdown: %d\n", threads_left());
+	if (demo.barrier_timeouts > 0) {
+		printf("barrier: failed (%d of %d jobs ran at once)\n",
+		       demo.arrived - demo.barrier_timeouts, demo.nbarrier);
+		bad = 1;
+	} else
+		printf("barrier: passed\n");
+	return demo_finish(&demo, jobs, bad);
+}
+
+/* -c: njobs jobs, each adding a child job from its worker: 2 x njobs run. */
+static int
+run_children(struct workqueue *workqueue, int nworkers, int njobs)
+{
+	struct demo demo;
+	struct demo_job *jobs;
+	int i, bad;
+
+	jobs = demo_start(&demo, workqueue, nworkers, 2 * njobs, count_job);
+	for (i = 0; i < njobs; i++)
+		jobs[i].child = &jobs[njobs + i];
+	add_jobs(workqueue, jobs, 0, njobs);
+	bad = wait_all_once(&demo, jobs, 2 * njobs);
+	workqueue_shutdown(workqueue);
+	printf("jobs run: %d\n", demo.done);
+	printf("workers alive after shutdown: %d\n", threads_left());
+	return demo_finish(&demo, jobs, bad);
+}
+
+/*
+ * -s: shut down while every worker holds a job and the rest wait in the
+ * queue, then release the held jobs and count the jobs that still run.
+ */
+static int
+run_shutdown(struct workqueue *workqueue, int nworkers, int njobs)
+{
+	struct demo demo;
+	struct demo_job *jobs;
+	pthread_t thread;
+	int rc, first;
+
+	jobs = demo_start(&demo, workqueue, nworkers, njobs, held_job);
+	add_jobs(workqueue, jobs, 0, njobs);
+	first = njobs < nworkers ? njobs : nworkers;
+	if (!wait_for(&demo, &demo.started, first, JOBS_TIMEOUT_MS))
+		errx(1, "timeout: %d of %d workers began a job", demo.started,
+		     first);
+	if ((rc = pthread_create(&thread, NULL, shutdown_thread, &demo)) != 0)
+		errx(1, "pthread_create: %s", strerror(rc));
+	wait_for(&demo, &demo.shutdown_returned, 1, SHUTDOWN_WAIT_MS);
+	release_jobs(&demo);
+	if ((rc = pthread_join(thread, NULL)) != 0)
+		errx(1, "pthread_join: %s", strerror(rc));
+	/*
+	 * Give every job added the same time to run; from a queue that dropped
+	 * them, only the ones that began will finish.
+	 */
+	wait_for(&demo, &demo.done, njobs, SHUTDOWN_WAIT_MS);
+	pthread_mutex_lock(&demo.mutex);
+	first = demo.started;
+	pthread_mutex_unlock(&demo.mutex);
+	if (!wait_for(&demo, &demo.done, first, JOBS_TIMEOUT_MS))
+		errx(1, "timeout: %d of %d begun jobs finished", demo.done,
+		     first);
+	printf("jobs run: %d\n", demo.done);
+	printf("jobs added: %d\n", njobs);
+	printf("workers alive after shutdown: %d\n", threads_left());
+	return demo_finish(&demo, jobs, 0);
+}
+
+/* -o: jobs 2..njobs queued behind job 1 on one worker; print their order. */
+static int
+run_order(struct workqueue *workqueue, int njobs)
+{
+	struct demo demo;
+	struct demo_job *jobs;
+	int i, bad;
+
+	jobs = demo_start(&demo, workqueue, 1, njobs, held_job);
+	if ((demo.order = calloc((size_t)njobs, sizeof(int))) == NULL)
+		err(1, "calloc");
+	/* Job 1 holds the only worker while jobs 2..N are queued. */
+	add_jobs(workqueue, jobs, 0, 1);
+	if (!wait_for(&demo, &demo.started, 1, JOBS_TIMEOUT_MS))
+		errx(1, "timeout: job 1 never started");
+	add_jobs(workqueue, jobs, 1, njobs);
+	release_jobs(&demo);
+	bad = wait_all_once(&demo, jobs, njobs);
+	workqueue_shutdown(workqueue);
+	printf("jobs run: %d\n", demo.done);
+	printf("workers alive after shutdown: %d\n", threads_left());
+	printf("order:");
+	for (i = 0; i < njobs; i++)
+		printf(" %d", demo.order[i]);
+	printf("\n");
+	return demo_finish(&demo, jobs, bad);
+}
+
 /* Parse a count of 1..limit, digits only; return -1 if it is not one. */
 static int
 parse_count(const char *s, int limit)
@@ -330,18 +554,30 @@ usage(void)
 		"them.\n");
 }
 
-/* Parse the options, run the chosen mode, report what is left. */
+/* Say what is wrong with the command line, then the usage; exit status 2. */
+static int
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vwarnx(fmt, ap);
+	va_end(ap);
+	usage();
+	return 2;
+}
+
+/* Parse the options and run the chosen mode. */
 int
 main(int argc, char *argv[])
 {
-	struct workqueue workqueue;
-	struct demo demo;
-	struct demo_job *jobs;
-	pthread_t thread;
-	int ch, i, rc, nworkers = 4, njobs = 1000, nstart = 0, total, first;
+	/*
+	 * Static: the workers chapters 2 and 3 leave behind after a shutdown or
+	 * a failed init read it until exit() ends them, after main() returns.
+	 */
+	static struct workqueue workqueue;
+	int ch, nworkers = 4, njobs = 1000, nstart = 0, modes;
 	int barrier = 0, children = 0, drop = 0, order = 0, wflag = 0, idle = 0;
-	double cpu0;
-	int bad = 0;
 
 	while ((ch = getopt(argc, argv, "bcf:hij:osw:")) != -1) {
 		switch (ch) {
@@ -352,12 +588,10 @@ main(int argc, char *argv[])
 			children = 1;
 			break;
 		case 'f':
-			if ((nstart = parse_count(optarg, 999)) == -1) {
-				warnx("invalid thread count for -f: %s",
-				      optarg);
-				usage();
-				return 2;
-			}
+			if ((nstart = parse_count(optarg, 999)) == -1)
+				return usage_error(
+					"invalid thread count for -f: %s",
+					optarg);
 			break;
 		case 'h':
 			usage();
@@ -366,11 +600,9 @@ main(int argc, char *argv[])
 			idle = 1;
 			break;
 		case 'j':
-			if ((njobs = parse_count(optarg, 1000000)) == -1) {
-				warnx("invalid job count: %s", optarg);
-				usage();
-				return 2;
-			}
+			if ((njobs = parse_count(optarg, 1000000)) == -1)
+				return usage_error("invalid job count: %s",
+						   optarg);
 			break;
 		case 'o':
 			order = 1;
@@ -379,11 +611,9 @@ main(int argc, char *argv[])
 			drop = 1;
 			break;
 		case 'w':
-			if ((nworkers = parse_count(optarg, 1000)) == -1) {
-				warnx("invalid worker count: %s", optarg);
-				usage();
-				return 2;
-			}
+			if ((nworkers = parse_count(optarg, 1000)) == -1)
+				return usage_error("invalid worker count: %s",
+						   optarg);
 			wflag = 1;
 			break;
 		default:
@@ -391,148 +621,32 @@ main(int argc, char *argv[])
 			return 2;
 		}
 	}
-	if (optind != argc) {
-		warnx("unexpected argument: %s", argv[optind]);
-		usage();
-		return 2;
-	}
-	if (barrier + children + drop + order + (nstart > 0) > 1) {
-		warnx("choose at most one of -b, -c, -s, -o and -f");
-		usage();
-		return 2;
-	}
-	if (idle && barrier + children + drop + order + (nstart > 0) > 0) {
-		warnx("-i goes with none of -b, -c, -s, -o and -f");
-		usage();
-		return 2;
-	}
-	if (order && wflag && nworkers != 1) {
-		warnx("-o runs on one worker: -w must be 1");
-		usage();
-		return 2;
-	}
-	if (nstart > 0 && nstart >= nworkers) {
-		warnx("-f %d must be fewer than the %d workers", nstart,
-		      nworkers);
-		usage();
-		return 2;
-	}
+	modes = barrier + children + drop + order + (nstart > 0);
+	if (optind != argc)
+		return usage_error("unexpected argument: %s", argv[optind]);
+	if (modes > 1)
+		return usage_error(
+			"choose at most one of -b, -c, -s, -o and -f");
+	if (idle && modes > 0)
+		return usage_error(
+			"-i goes with none of -b, -c, -s, -o and -f");
+	if (order && wflag && nworkers != 1)
+		return usage_error("-o runs on one worker: -w must be 1");
+	if (nstart > 0 && nstart >= nworkers)
+		return usage_error("-f %d must be fewer than the %d workers",
+				   nstart, nworkers);
+
 	if (nstart > 0)
 		return run_failed_init(&workqueue, nworkers, nstart);
-	if (order)
-		nworkers = 1;
 	if (barrier)
-		njobs = nworkers;
-	total = children ? 2 * njobs : njobs;
-
-	memset(&demo, 0, sizeof(demo));
-	demo.workqueue = &workqueue;
-	demo.nbarrier = nworkers;
-	if ((rc = pthread_mutex_init(&demo.mutex, NULL)) != 0 ||
-	    (rc = pthread_cond_init(&demo.cond, NULL)) != 0)
-		errx(1, "pthread init: %s", strerror(rc));
-	if ((jobs = calloc((size_t)total, sizeof(*jobs))) == NULL)
-		err(1, "calloc");
-	if (order && (demo.order = calloc((size_t)total, sizeof(int))) == NULL)
-		err(1, "calloc");
-	for (i = 0; i < total; i++) {
-		jobs[i].id = i + 1;
-		jobs[i].job.job_function = barrier	   ? barrier_job
-					   : drop || order ? held_job
-							   : count_job;
-		jobs[i].job.user_data = &demo;
-		if (children && i < njobs)
-			jobs[i].child = &jobs[njobs + i];
-	}
-
-	if (workqueue_init(&workqueue, nworkers) != 0)
-		errx(1, "workqueue_init failed");
-
-	if (order) {
-		/* Job 1 holds the only worker while jobs 2..N are queued. */
-		workqueue_add_job(&workqueue, &jobs[0].job);
-		if (!wait_for(&demo, &demo.started, 1, JOBS_TIMEOUT_MS))
-			errx(1, "timeout: job 1 never started");
-		for (i = 1; i < njobs; i++)
-			workqueue_add_job(&workqueue, &jobs[i].job);
-		release_jobs(&demo);
-	} else {
-		for (i = 0; i < njobs; i++)
-			workqueue_add_job(&workqueue, &jobs[i].job);
-	}
-
-	if (drop) {
-		/* Every worker holds a job; the others wait in the queue. */
-		first = njobs < nworkers ? njobs : nworkers;
-		if (!wait_for(&demo, &demo.started, first, JOBS_TIMEOUT_MS))
-			errx(1, "timeout: %d of %d workers began a job",
-			     demo.started, first);
-		if ((rc = pthread_create(&thread, NULL, shutdown_thread,
-					 &demo)) != 0)
-			errx(1, "pthread_create: %s", strerror(rc));
-		wait_for(&demo, &demo.shutdown_returned, 1, SHUTDOWN_WAIT_MS);
-		release_jobs(&demo);
-		pthread_join(thread, NULL);
-		/*
-		 * Give every job added the same time to run; from a queue that
-		 * dropped them, only the ones that began will finish.
-		 */
-		wait_for(&demo, &demo.done, njobs, SHUTDOWN_WAIT_MS);
-		pthread_mutex_lock(&demo.mutex);
-		first = demo.started;
-		pthread_mutex_unlock(&demo.mutex);
-		if (!wait_for(&demo, &demo.done, first, JOBS_TIMEOUT_MS))
-			errx(1, "timeout: %d of %d begun jobs finished",
-			     demo.done, first);
-	} else {
-		if (!wait_for(&demo, &demo.done, total, JOBS_TIMEOUT_MS))
-			errx(1, "timeout: %d of %d jobs ran", demo.done, total);
-		for (i = 0; i < total; i++) {
-			if (jobs[i].runs != 1) {
-				warnx("job %d ran %d times", jobs[i].id,
-				      jobs[i].runs);
-				bad = 1;
-			}
-		}
-		if (idle) {
-			cpu0 = cpu_ms();
-			nanosleep(&(struct timespec){IDLE_MS / 1000,
-						     IDLE_MS % 1000 * 1000000},
-				  NULL);
-			printf("cpu while idle: %.0f ms in %d ms\n",
-			       cpu_ms() - cpu0, IDLE_MS);
-		}
-		workqueue_shutdown(&workqueue);
-	}
-
-	printf("jobs run: %d\n", demo.done);
+		return run_barrier(&workqueue, nworkers);
+	if (children)
+		return run_children(&workqueue, nworkers, njobs);
 	if (drop)
-		printf("jobs added: %d\n", njobs);
-	printf("workers alive after shutdown: %d\n", threads_left());
-	if (order) {
-		printf("order:");
-		for (i = 0; i < njobs; i++)
-			printf(" %d", demo.order[i]);
-		printf("\n");
-	}
-	if (barrier) {
-		if (demo.barrier_timeouts > 0) {
-			printf("barrier: failed (%d of %d jobs ran at once)\n",
-			       demo.arrived - demo.barrier_timeouts,
-			       demo.nbarrier);
-			bad = 1;
-		} else
-			printf("barrier: passed\n");
-	}
-	if (demo.hold_timeouts > 0) {
-		warnx("%d held jobs were never released", demo.hold_timeouts);
-		bad = 1;
-	}
-	fflush(stdout);
-	/* The demo's own objects: the queue's are its business. */
-	pthread_cond_destroy(&demo.cond);
-	pthread_mutex_destroy(&demo.mutex);
-	free(demo.order);
-	free(jobs);
-	return bad;
+		return run_shutdown(&workqueue, nworkers, njobs);
+	if (order)
+		return run_order(&workqueue, njobs);
+	if (idle)
+		return run_idle(&workqueue, nworkers, njobs);
+	return run_count(&workqueue, nworkers, njobs);
 }

@@ -3,7 +3,7 @@
 # server) and the chart's data.  Every field is read by its column name.
 #
 #   awk -F, -v ref=SERVER -v final=SERVER -v summary=FILE -v chart=FILE \
-#       -v verdict_file=FILE -f bench-report.awk bench.csv
+#       [-v cpuchart=FILE] -v verdict_file=FILE -f bench-report.awk bench.csv
 #
 # ref is the server the ratios are taken to, within each round.  The exit
 # status is 1 if a run lost or changed bytes, or if a run of final or of ref
@@ -281,5 +281,41 @@ function chart_data(    i, j, c, s, l) {
 				printf "\t-\t-\t-" > chart
 		}
 		printf "\n" > chart
+	}
+	if (cpuchart != "")
+		cpu_chart_data()
+}
+
+# The CPU panel's data, tab-separated: for each ping-pong case, every
+# server's CPU time per echoed message in µs (median, min, max), the
+# reference included, last; "-" where it starved connections or has no
+# figure.
+function cpu_chart_data(    i, j, c, s, l, n, order) {
+	# the throughput panel's servers in its order (and colours), ref last
+	for (j = 1; j <= nservers; j++)
+		if (servers[j] != ref)
+			order[++n] = servers[j]
+	order[++n] = ref
+	printf "case" > cpuchart
+	for (j = 1; j <= n; j++)
+		printf "\t%s\t\t", order[j] > cpuchart
+	printf "\n" > cpuchart
+	for (i = 1; i <= ncases; i++) {
+		c = cases[i]
+		if (mode[c] != "pingpong")
+			continue
+		l = label[c]
+		sub(/^ping-pong /, "", l)
+		sub(/ in flight/, "", l)
+		sub(/ conns?$/, "", l)
+		printf "%s", l > cpuchart
+		for (j = 1; j <= n; j++) {
+			s = order[j]
+			if (!starved[c SUBSEP s] && stats(CPU[c SUBSEP s]))
+				printf "\t%.3f\t%.3f\t%.3f", S["med"], S["min"], S["max"] > cpuchart
+			else
+				printf "\t-\t-\t-" > cpuchart
+		}
+		printf "\n" > cpuchart
 	}
 }

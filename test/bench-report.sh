@@ -2,7 +2,7 @@
 # bench-report.sh DIR: the report of a `make bench` run, from DIR/bench.csv
 # (every run, as test/bench.sh writes it): DIR/bench.md (the tables),
 # DIR/summary.csv (medians per case and server) and, if gnuplot is
-# installed, DIR/bench.svg (the chart).  The tables come from
+# installed, DIR/bench.svg (the chart: throughput, and CPU per echo).  The tables come from
 # test/bench-report.awk.
 #
 # What the CSV does not say comes from the environment:
@@ -46,38 +46,49 @@ head_md() {
 	echo
 }
 
-# chart DATA: draw DATA (from bench-report.awk) into $OUT/bench.svg.
+# chart DATA CPUDATA: draw DATA and CPUDATA (from bench-report.awk) into
+# $OUT/bench.svg: throughput on the left, CPU per echo on the right.
 chart() {
-	local nsrv titles
+	local nsrv titles ncpu cputitles
 	nsrv=$(head -1 "$1" | awk -F'\t' '{ print (NF - 1) / 3 }')
 	titles=$(head -1 "$1" | awk -F'\t' '{ for (i = 2; i <= NF; i += 3) printf "%s ", $i }')
+	ncpu=$(head -1 "$2" | awk -F'\t' '{ print (NF - 1) / 3 }')
+	cputitles=$(head -1 "$2" | awk -F'\t' '{ for (i = 2; i <= NF; i += 3) printf "%s ", $i }')
 	((nsrv > 0)) || return 0
 	gnuplot <<EOF 2>"$TMP/gnuplot.err" || say "bench: gnuplot failed: $(head -3 "$TMP/gnuplot.err")"
 set encoding utf8
-set terminal svg size 1000,560 dynamic noenhanced font "sans,12"
+set terminal svg size 1500,600 dynamic noenhanced font "sans,12"
 set output "$OUT/bench.svg"
 set datafile separator "\t"
 set datafile missing "-"
-set title "Throughput relative to $REF in the same round (median, bars: min–max over rounds)\nleft out: a server in a case where it starved connections. $DATE, $(nproc) CPUs, libevent $LIBEVENT"
+set multiplot layout 1,2 title "make bench, $DATE, $(nproc) CPUs, libevent $LIBEVENT; bars: median over rounds, whiskers: min–max\nleft out: a server in a case where it starved connections"
 set style data histogram
 set style histogram errorbars gap 2 lw 1
 set style fill solid 0.75 border -1
-set ylabel "× $REF"
 set yrange [0:*]
 set grid ytics
 set key top right
 set xtics scale 0
+set title "Throughput relative to $REF in the same round (higher is better)"
+set ylabel "× $REF"
 set xlabel "ping-pong: message size × connections, or × messages in flight × connections; bulk: one stream"
-set arrow from graph 0, first 1 to graph 1, first 1 nohead dashtype 2 lw 1.5
+set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dashtype 2 lw 1.5
 titles = "$titles"
 plot for [i=1:$nsrv] "$1" every ::1 using (column(3*i-1)):(column(3*i)):(column(3*i+1)):xtic(1) title word(titles, i)
+unset arrow 1
+set title "Server CPU time per echoed message, ping-pong cases (lower is better)"
+set ylabel "µs of CPU (user + system) per echo"
+set xlabel "message size × connections, or × messages in flight × connections"
+cputitles = "$cputitles"
+plot for [i=1:$ncpu] "$2" every ::1 using (column(3*i-1)):(column(3*i)):(column(3*i+1)):xtic(1) title word(cputitles, i)
+unset multiplot
 EOF
 	[[ -s $OUT/bench.svg ]] && say "bench: chart written to $OUT/bench.svg"
 }
 
 head_md >"$TMP/head.md"
 awk -F, -v ref="$REF" -v final="${REPORT_FINAL:-}" \
-	-v summary="$OUT/summary.csv" -v chart="$TMP/chart.dat" \
+	-v summary="$OUT/summary.csv" -v chart="$TMP/chart.dat" -v cpuchart="$TMP/cpu.dat" \
 	-v verdict_file="$TMP/verdict" \
 	-f "$ROOT/test/bench-report.awk" "$OUT/bench.csv" >"$TMP/table.md"
 status=$?
@@ -91,7 +102,7 @@ echo
 cat "$OUT/bench.md"
 
 if command -v gnuplot >/dev/null; then
-	chart "$TMP/chart.dat"
+	chart "$TMP/chart.dat" "$TMP/cpu.dat"
 else
 	say "bench: gnuplot is not installed: no chart (apt-get install gnuplot-nox)"
 fi

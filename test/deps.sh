@@ -7,7 +7,8 @@
 #   test   `make test`: that, and Bats, socat, iproute2, util-linux, strace,
 #          gdb, GNU parallel
 #   check  `make check` and `make deps`: that, and clang with its sanitizer
-#          runtime, clang-format, cppcheck, valgrind, shellcheck
+#          runtime, clang-format, cppcheck, valgrind, shellcheck,
+#          chromium
 #
 # Missing Debian/Ubuntu packages are installed when we are root or have
 # passwordless sudo; otherwise, or with --check, the script prints the one
@@ -86,6 +87,8 @@ missing() {
 		have cppcheck || need+=(cppcheck)
 		have valgrind || need+=(valgrind)
 		have shellcheck || need+=(shellcheck)
+		# the browser check of the timelines (test/timeline.bats)
+		have chromium || need+=(chromium)
 		read -ra rt <<<"$(sanitizer_pkg)"
 		need+=("${rt[@]}")
 	fi

@@ -183,3 +183,30 @@ anchors() {
 	echo "# ${lines[-1]}" >&3
 	(($(awk '{ print $1 }' <<<"${lines[-1]}") >= 50))
 }
+
+# Chapter 3's table of the article's claims: every row gives a verdict (true,
+# false, or true with its condition) and the evidence, a test by its name or
+# a measurement by its command, and every test it names exists.
+@test "every claim in chapter 3's table of the article's claims has a verdict and a test that exists or a command" {
+	cd "$ROOT"
+	local rows row verdict evidence name n=0
+	sed -n 's/^@test "\(.*\)" {$/\1/p' test/*.bats >"$BATS_TEST_TMPDIR/names"
+	rows=$(sed -n '/<!-- claims:begin -->/,/<!-- claims:end -->/p' \
+		step3-threaded-echo/README.md | grep '^| ' | tail -n +3)
+	[[ -n $rows ]] || fail "chapter 3's README has no claims table"
+	while IFS= read -r row; do
+		n=$((n + 1))
+		verdict=$(awk -F' \\| ' '{ print $3 }' <<<"$row")
+		evidence=$(awk -F' \\| ' '{ print $4 }' <<<"$row")
+		[[ $verdict =~ ^\*\*(true|false|true,\ if)\*\* ]] ||
+			fail "row $n has no verdict: $row"
+		[[ $evidence == *'*"'* || $evidence =~ \`(test/|make |\./)[^\`]+\` ]] ||
+			fail "row $n names no test and no command: $row"
+		while IFS= read -r name; do
+			grep -qxF -- "$name" "$BATS_TEST_TMPDIR/names" ||
+				fail "row $n names a test that does not exist: $name"
+		done < <(grep -oE '\*"[^"]+"\*' <<<"$evidence" | sed 's/^\*"//; s/"\*$//')
+	done <<<"$rows"
+	((n >= 10)) || fail "only $n claims in the table"
+	echo "# $n claims checked" >&3
+}

@@ -11,8 +11,9 @@
 # the patch's number), and its end section sums the change up.  In the
 # chapters FOLD names, each patch's diff is folded under its lesson, in a
 # <details> element that GitHub shows closed, its summary the patch's name
-# and the diff's length.  With --check, change nothing and fail if any
-# README is stale.
+# and the diff's length; a chapter in FOLD told as one change has its whole
+# diff folded so.  With --check, change nothing and fail if any README is
+# stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +23,9 @@ END='<!-- diff:end -->'
 steps=(step*/)
 steps=("${steps[@]%/}")
 
-# The chapters whose patch diffs are folded, by number.
-FOLD=(4 5)
+# The chapters whose diffs are folded, by number: each patch's in a chapter
+# told as patches, the whole diff in any other.
+FOLD=(3 4 5)
 
 # The files of a chapter that the diff covers.
 sources() {
@@ -76,10 +78,24 @@ section() {
 		echo
 		diff_stat "$diffs"
 	elif [[ -n $diffs ]]; then
+		local num=${cur#step} fold=0
+		for n in "${FOLD[@]}"; do
+			[[ $n == "${num%%-*}" ]] && fold=1
+		done
 		echo
+		# a blank line after the summary and before </details>, or
+		# GitHub does not render the fenced diff inside
+		if ((fold)); then
+			echo "<details><summary>the diff, $(printf '%s' "$diffs" | wc -l) lines</summary>"
+			echo
+		fi
 		echo '```diff'
 		printf '%s' "$diffs"
 		echo '```'
+		if ((fold)); then
+			echo
+			echo "</details>"
+		fi
 	fi
 	echo
 	echo "$END"

@@ -84,18 +84,123 @@ check_strict_headers_fail() {
 	check_third_client_waits
 }
 
+# The author's reply to comment 7: "never more event pump threads than
+# cores".  With -t set so, as many long-lived clients as there are cores,
+# each busy (test/loadgen's ping-pong: a message always in flight), hold
+# every worker, and the clients beyond them get no echo at all for as long as
+# those stay: here the whole run, 0.5 s of warm-up and 3 s measured.  A
+# count, not a race: a worker is held for a connection's whole life, so the
+# number served is the number of workers however the threads are scheduled.
+# The 3 s are a short stand-in for "long-lived"; the README measures 60 s.
+# bats test_tags=flaw
+@test "still wrong: with as many workers as cores (the author's reply to comment 7), 8 more busy long-lived clients get no echo for as long as the first ones stay" {
+	local cores
+	cores=$(nproc)
+	start_server -t "$cores"
+	run "$BATS_TEST_DIRNAME/loadgen" -p "$PORT" -T 30 pingpong \
+		-c $((cores + 8)) -d 3
+	echo "# ${lines[*]:0:4}" >&3
+	assert_success
+	local result
+	result=$(grep '^RESULT ' <<<"$output")
+	[[ $result =~ \ starved=([0-9]+) ]] || fail "no starved count: $result"
+	assert_equal "${BASH_REMATCH[1]}" 8
+	[[ $result =~ \ msgs=([0-9]+) ]] || fail "no message count: $result"
+	((BASH_REMATCH[1] > 0)) || fail "the first $cores clients got no echo either"
+}
+
 # What is still wrong (b): the code reads struct bufferevent's fields.
 # bats test_tags=flaw,needs-source
 @test "still wrong: with libevent 2's public headers alone it does not compile" {
 	check_strict_headers_fail "$SOURCE_DIR"
 }
 
-# F1 and the author's reply ("never encountered any errors"): the same source
-# compiles through <event.h>, which in libevent 2 is a compatibility header
-# that pulls in event2/bufferevent_struct.h, and fails where the compiler
-# sees only the public event2/ headers (the Makefile's strict-headers stub).
-# The author's build is the original's build line, the command comment 1 ran,
-# with this chapter's file names and the flags pkg-config gives.
+# --- F1 as it happened: comment 1's error, the reply, the 2013 fix -------
+
+# The history's read loops live in test/history/read_loops.c, one per macro;
+# chapter 3's own code is the 2013 one.  compile_loop MACRO INCLUDE_DIR...:
+# compile that loop alone, syntax only, the way comment 1 did (through
+# <event.h>; an INCLUDE_DIR first on the path can put a stand-in there),
+# with gcc's byte columns, as gcc 4.6 counted them (gcc 10 and later count
+# a tab as up to 8 columns).  Leaves gcc's messages in $output.
+compile_loop() {
+	local macro=$1 inc=() d
+	shift
+	for d in "$@"; do
+		inc+=(-I "$d")
+	done
+	command -v gcc >/dev/null || skip "needs gcc (for -fdiagnostics-column-unit)"
+	gcc -fdiagnostics-column-unit=byte -fsyntax-only -x c /dev/null 2>/dev/null ||
+		skip "this gcc has no -fdiagnostics-column-unit (gcc 10 or later has)"
+	# shellcheck disable=SC2046 # pkg-config's flags are words
+	LC_ALL=C run gcc "${inc[@]}" $(pkg-config --cflags libevent) \
+		-fdiagnostics-column-unit=byte -fdiagnostics-plain-output \
+		-fsyntax-only -D"$macro" "$BATS_TEST_DIRNAME/history/read_loops.c"
+}
+
+# strict_event_h DIR: a stand-in <event.h> in DIR that includes libevent 2's
+# public event2/ headers and nothing else (as the Makefile's strict-headers).
+strict_event_h() {
+	mkdir -p "$1"
+	printf '#include <event2/%s.h>\n' util event buffer bufferevent >"$1/event.h"
+}
+
+# Comment 1's three errors are the 2012 loop's three ->off accesses: struct
+# evbuffer, not struct bufferevent, is what libevent 2 hides even behind its
+# compatibility <event.h>.  Where gcc must point: each "->" before "off",
+# found in the fixture by its line and byte column.
+# bats test_tags=flaw
+@test "still wrong in 2012 (comment 1): through event.h on libevent 2, each of the read loop's three bev->input->off is an invalid use of undefined type struct evbuffer" {
+	local want got
+	want=$(awk '{ s = $0; c = 0
+		while ((i = index(s, "->off")) > 0) {
+			c += i; print FILENAME ":" NR ":" c ": error: invalid use of undefined type '"'"'struct evbuffer'"'"'"
+			s = substr(s, i + 1)
+		} }' "$BATS_TEST_DIRNAME/history/read_loops.c")
+	assert_equal "$(wc -l <<<"$want")" 3
+	compile_loop READ_2012
+	assert_failure
+	got=$(grep ': error: ' <<<"$output")
+	assert_equal "$got" "$want"
+	# The same columns as comment 1's 129:19, 131:23 and 131:56: the
+	# fixture indents its loop as the 2012 file did.
+	assert_equal "$(cut -d: -f3 <<<"$got" | tr '\n' ' ')" "19 23 56 "
+	refute_output --partial "struct bufferevent"
+}
+
+# A reader's reply to comment 1: a do-while of evbuffer_remove() calls that
+# stops on a short read.  It never reads ->off, so it cures the error.
+# bats test_tags=reference-only
+@test "the reader's reply to comment 1 (an evbuffer_remove loop) compiles through event.h on libevent 2" {
+	compile_loop READ_REPLY
+	assert_success
+	refute_output --partial "error"
+}
+
+# The author's commit of 2013-07-23: EVBUFFER_LENGTH(), a compatibility macro
+# <event.h> brings in.  It compiles through <event.h>; with the public
+# event2/ headers alone it fails, and then on struct bufferevent (bev->input),
+# the readers' later point, not on struct evbuffer.
+# bats test_tags=reference-only
+@test "the 2013 fix (EVBUFFER_LENGTH) compiles through event.h on libevent 2; with event2/ headers alone it fails on struct bufferevent instead" {
+	compile_loop READ_2013
+	assert_success
+	refute_output --partial "error"
+	strict_event_h "$BATS_TEST_TMPDIR/strict"
+	compile_loop READ_2013 "$BATS_TEST_TMPDIR/strict"
+	assert_failure
+	assert_output --partial "error: invalid use of undefined type 'struct bufferevent'"
+	refute_output --partial "struct evbuffer'"
+}
+
+# The later, separate point, on this chapter's own code (the 2013 server):
+# since 2013 the code compiles through <event.h>, which in libevent 2 is a
+# compatibility header that pulls in event2/bufferevent_struct.h, and it
+# still fails where the compiler sees only the public event2/ headers (the
+# Makefile's strict-headers stub): bev->input reaches into struct
+# bufferevent.  The build through <event.h> is the original's build line,
+# the command comment 1 ran, with this chapter's file names and the flags
+# pkg-config gives.
 # bats test_tags=flaw,needs-source
 @test "still wrong: built the readers' way (libevent 2's event2/ public headers only) it does not compile; built the author's way (through event.h) it does" {
 	check_strict_headers_fail "$SOURCE_DIR"
@@ -108,6 +213,40 @@ check_strict_headers_fail() {
 	assert_success
 	run "$BATS_TEST_TMPDIR/echoserver_threaded" -h
 	assert_output --partial "usage: echoserver"
+}
+
+# F18: chapter 3 never calls evthread_use_pthreads(), so no thread can wake
+# another thread's event base.  SIGINT sent to one worker thread only
+# (test/tgkill.c: kill(1) lets the kernel pick the thread, and it picks the
+# main one) runs sighandler() on that worker: event_base_loopexit() marks
+# evbase_accept, but the main thread sleeps in epoll_wait() with nothing to
+# wake it, and only an event of its own base, a connection, makes it look
+# and exit.  Chapter 4's patch 2 makes the same signal stop the server at
+# once (test/patches.bats).  A base woken from another thread exits its loop
+# in milliseconds (5 ms measured on chapter 4 after patch 2): 3 s without an
+# exit is 600 times that; the connection then ends it at the loop's next
+# turn, and 5 s bounds that.
+# bats test_tags=flaw
+@test "still wrong: a SIGINT handled on a worker thread cannot wake the accept loop (no evthread_use_pthreads()): the server runs on until a client connects" {
+	start_server -t 2 -v
+	local tgkill=$BATS_FILE_TMPDIR/tgkill tid='' task fd
+	[[ -x $tgkill ]] ||
+		cc -std=c11 -o "$tgkill" "$BATS_TEST_DIRNAME/tgkill.c" ||
+		fail "cannot build test/tgkill.c"
+	# the workers start before the server says it listens
+	for task in "/proc/$SERVER_PID/task"/*; do
+		[[ ${task##*/} == "$SERVER_PID" ]] || tid=${task##*/}
+	done
+	[[ -n $tid ]] || fail "no worker thread"
+	"$tgkill" "$SERVER_PID" "$tid" 2
+	wait_for_lines "$SERVER_ERR" '^echoserver: Received signal 2' 1 5
+	if wait_until 3 exited "$SERVER_PID"; then
+		fail "the server exited after a signal on a worker: the accept loop was woken"
+	fi
+	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+	wait_exit "$SERVER_PID" 5
+	exec {fd}>&-
+	assert_equal "$STATUS" 0
 }
 
 # What is still wrong (d): the work queue is chapter 2's, shutdown and all.

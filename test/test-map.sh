@@ -49,6 +49,7 @@ first_sentence() {
 
 # Directories, which have no header of their own.
 declare -A DIRS=(
+	[history/]="The 2012 lineage's code as the tests rewrite it from the record (read_loops.c: its read loops, one per macro), which step3.bats compiles to show its history."
 	[results/]="A published run of make bench: its summary (summary.csv) and chart (bench.svg); make bench writes new runs to results/latest/."
 	[solutions/]="The exercises' worked solutions (stepN-exK.patch) and wrong answers (stepN-exK.wrong-M.patch), each starting with what it does; solutions.bats and wrong-answers.bats prove them."
 )
@@ -78,8 +79,15 @@ map() {
 		text=$(first_sentence "$text")
 		printf '| `%s` | %s |\n' "$f" "${text//|/\\|}"
 	done
+	for f in */; do
+		[[ $f == stages/ ]] && continue # make stage's output
+		[[ -n ${DIRS[$f]:-} ]] || {
+			echo "test-map.sh: no description of $f: add it to DIRS" >&2
+			missing=1
+		}
+	done
 	for f in "${!DIRS[@]}"; do
-		printf '| `%s` | %s |\n' "$f" "${DIRS[$f]}"
+		[[ -d $f ]] && printf '| `%s` | %s |\n' "$f" "${DIRS[$f]}"
 	done | sort
 	return $missing
 }

@@ -1,0 +1,286 @@
+#!/usr/bin/env bats
+# The timelines (make timeline) are proofs: the events behind each picture,
+# fresh and committed, show the chapter's lesson; each committed picture is
+# what its events draw; and every picture renders in a real browser.
+# bats file_tags=reference-only
+
+bats_load_library bats-support
+bats_load_library bats-assert
+
+ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+PICS=$ROOT/test/results/timeline
+
+setup() {
+	OUT=$(mktemp -d)
+}
+
+teardown() {
+	rm -rf "$OUT"
+}
+
+# lesson STEP FILE: check chapter STEP's lesson in the events in FILE; on a
+# failure print what is wrong.  Times are ms since the server's "listening
+# on" line, stamped by test/timeline when its poll() wakes.
+lesson() {
+	awk -F'\t' -v step="$1" '
+	/^#/ { next }
+	$2 == 0 && $3 == "signal" { signal = $1 }
+	$2 == 0 && $3 == "threads" { threads = $4 }
+	$2 == 0 && $3 == "log" && $4 ~ /Stopping socket listener/ && stopping == "" { stopping = $1 }
+	$2 > 0 && $2 > rows { rows = $2 }
+	$3 == "connect" { conn[$2] = $1 }
+	$3 == "echo" { if (!($2 in first)) first[$2] = $1; last[$2] = $1; n[$2]++; echoes[NR] = $2 "\t" $1 }
+	($3 == "eof" || $3 == "reset") && !($2 in end) { end[$2] = $1; how[$2] = $3 }
+	$3 == "log" && $4 ~ /worker [0-9]+: .*: connected$/ { w = $4; sub(/.*worker /, "", w); sub(/:.*/, "", w); worker[w] = 1 }
+	function bad(s) { print "wrong: " s; failed = 1 }
+	END {
+		if (rows < 3) bad("only " rows " clients in the events")
+		if (step == 1) {
+			# one thread: its own count in /proc, not a guess
+			if (threads != 1) bad("the server had " threads " threads, not 1")
+			# interleaved: each client echoed between client 1s first and last echo
+			for (r = 1; r <= rows; r++) {
+				if (n[r] < 8) bad("client " r " got " n[r] " echoes, not 8 or more")
+				if (r > 1 && !(first[r] < last[1] && last[r] > first[1]))
+					bad("client " r " was not served while client 1 was")
+			}
+		}
+		if (step == 3) {
+			# Clients 1 and 2 hold both workers until their 10 s read
+			# timeout, which started 0.3 s before clients 3 and 4
+			# connected: those wait 9.7 s.  9 s leaves 0.7 s for
+			# stamping delays; a free worker would echo in a few ms.
+			for (r = 3; r <= 4; r++)
+				if (!(r in first) || first[r] - conn[r] < 9000)
+					bad(sprintf("client %d: first echo %.0f ms after its connect, not >= 9000", r, first[r] - conn[r]))
+			# ...while the first two were served at once (the bound:
+			# chapter 5s, below)
+			for (r = 1; r <= 2; r++)
+				if (!(r in first) || first[r] - conn[r] >= 500)
+					bad("client " r " was not served at once")
+		}
+		if (step == 4) {
+			if (signal == "") bad("no signal")
+			# chapter 4s DRAIN_SECONDS, from the end of the accept loop
+			deadline = (stopping != "" ? stopping : signal) + 1000
+			# Every connection ends: the scenario runs 0.8 s past the
+			# deadline, and a server that kept serving would leave the
+			# busy client (a message every 20 ms) open and echoing.
+			for (r = 1; r <= rows; r++)
+				if (!(r in end)) bad("client " r " was never closed")
+			# No echo after the deadline.  The 500 ms slack covers the
+			# delay between an echo arriving and test/timeline waking
+			# to stamp it on a loaded machine; a server echoing past
+			# the deadline would add some 15 echoes in the 300 ms left.
+			for (i in echoes) {
+				split(echoes[i], e, "\t")
+				if (e[2] > deadline + 500) bad(sprintf("client %d: an echo at %.0f ms, after the deadline at %.0f ms", e[1], e[2], deadline))
+			}
+			# the quiet client drained: a FIN before the deadline
+			if (how[2] != "eof" || end[2] >= deadline) bad("the quiet client did not close with a FIN before the deadline")
+			# the client that reads nothing is owed echo: a reset
+			if (how[3] != "reset") bad("the non-reading client ended with " how[3] ", not a reset")
+		}
+		if (step == 5) {
+			# Served at once: chapter 3 makes such a client wait 10 s;
+			# 0.5 s is 20 times less, and hundreds of times a loopback
+			# echo, so a loaded machine does not reach it.
+			for (r = 1; r <= rows; r++)
+				if (!(r in first) || first[r] - conn[r] >= 500)
+					bad(sprintf("client %d: first echo %.0f ms after its connect, not < 500", r, first[r] - conn[r]))
+			# round robin over the two workers, each named in the log
+			nw = 0
+			for (k in worker) nw++
+			if (nw != 2) bad("the log names " nw " workers, not 2")
+		}
+		exit failed
+	}' "$2"
+}
+
+# run_timeline STEP: a fresh run into $OUT, checked.
+run_timeline() {
+	TIMELINE_OUT=$OUT run bash "$ROOT/test/timeline.sh" "$1"
+	assert_success
+	[[ -s $OUT/step$1.svg ]]
+	run lesson "$1" "$OUT/step$1.tsv"
+	assert_success
+}
+
+@test "timeline, chapter 1: one thread serves four clients, interleaved" {
+	run_timeline 1
+}
+
+# bats test_tags=flaw
+@test "timeline, chapter 3: with two workers, the third client's first echo waits >= 9 s" {
+	run_timeline 3
+}
+
+@test "timeline, chapter 4: after SIGTERM the quiet client drains, nothing is echoed after the deadline, the non-reader is reset" {
+	run_timeline 4
+}
+
+@test "timeline, chapter 5: with two threads, all four clients get their first echo within 0.5 s" {
+	run_timeline 5
+}
+
+@test "make timeline ECHOSERVER=: chapter 5's scenario against chapter 4's server fails chapter 5's lesson" {
+	# With -t 2 chapter 4 serves two of the four talking clients; the
+	# other two wait until the first two leave, 2 s in.
+	cd "$ROOT"
+	TIMELINE_OUT=$OUT run make -s timeline STEP=5 ECHOSERVER="$ROOT/step4-shutdown-fixes/echoserver"
+	assert_success
+	grep -q "^# title	Chapter 5's scenario: " "$OUT/step5.tsv"
+	grep -q "^# server	step4-shutdown-fixes/echoserver " "$OUT/step5.tsv"
+	run lesson 5 "$OUT/step5.tsv"
+	assert_failure
+	assert_output --partial "not < 500"
+}
+
+@test "a lesson check rejects the wrong chapter's events" {
+	# chapter 3's events fail chapter 5's lesson, and chapter 5's fail 3's
+	run lesson 5 "$PICS/step3.tsv"
+	assert_failure
+	assert_output --partial "not < 500"
+	run lesson 3 "$PICS/step5.tsv"
+	assert_failure
+	assert_output --partial "not >= 9000"
+}
+
+@test "every committed timeline shows its lesson and is the picture of its events" {
+	local s
+	for s in 1 3 4 5; do
+		run lesson "$s" "$PICS/step$s.tsv"
+		assert_success
+		awk -f "$ROOT/test/timeline.awk" "$PICS/step$s.tsv" >"$OUT/step$s.svg"
+		cmp "$OUT/step$s.svg" "$PICS/step$s.svg"
+	done
+}
+
+@test "every chapter README with a timeline shows its committed picture" {
+	local s dir
+	for s in 1 3 4 5; do
+		dir=$(cd "$ROOT" && echo step"$s"-*)
+		grep -q "](../test/results/timeline/step$s.svg)" "$ROOT/$dir/README.md" ||
+			fail "$dir/README.md does not show test/results/timeline/step$s.svg"
+	done
+}
+
+# chromium_flags: what headless Chromium needs here, a fresh profile each.
+chromium_flags() {
+	echo --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+		--disable-background-networking --disable-component-update \
+		--disable-sync --user-data-dir="$OUT/profile-$1" \
+		--allow-file-access-from-files --virtual-time-budget=5000
+}
+
+# need_chromium: skip without Chromium, except under CI, which must have it.
+need_chromium() {
+	if ! command -v chromium >/dev/null; then
+		[[ ${CI:-} != true ]] || fail "chromium is missing (test/deps.sh check installs it)"
+		skip "chromium is not installed (apt-get install chromium)"
+	fi
+}
+
+@test "every picture the READMEs show loads in headless Chromium, at its size" {
+	need_chromium
+	local readme dir ref n=0
+	# One page with every README's images, each by the path its README
+	# gives, resolved from the README's directory; the page lists each
+	# image's rendered width (0: broken).
+	{
+		echo '<html><body>'
+		for readme in "$ROOT"/README.md "$ROOT"/step*/README.md; do
+			dir=$(dirname "$readme")
+			while read -r ref; do
+				[[ -f $dir/$ref ]] || fail "${readme#"$ROOT"/} shows $ref, which does not exist"
+				printf '<img data-ref="%s" src="file://%s/%s">\n' "${readme#"$ROOT"/}: $ref" "$dir" "$ref"
+				n=$((n + 1))
+			done < <(sed -n 's/.*!\[[^]]*\](\([^)]*\)).*/\1/p' "$readme")
+		done
+		cat <<-'EOF'
+			<script>
+			window.onload = function () {
+				var out = [];
+				document.querySelectorAll("img").forEach(function (i) {
+					out.push(i.getAttribute("data-ref") + " " + i.naturalWidth + "x" + i.naturalHeight);
+				});
+				document.body.setAttribute("data-images", out.join("; "));
+			};
+			</script></body></html>
+		EOF
+	} >"$OUT/readmes.html"
+	((n >= 5)) || fail "only $n pictures in the READMEs"
+	# shellcheck disable=SC2046
+	timeout 60 chromium $(chromium_flags r) --dump-dom "file://$OUT/readmes.html" \
+		>"$OUT/readmes.dom" 2>/dev/null || fail "chromium failed on the READMEs' pictures"
+	run sed -n 's/.*data-images="\([^"]*\)".*/\1/p' "$OUT/readmes.dom"
+	assert_output --partial "step3-threaded-echo/README.md: ../test/results/timeline/step3.svg 960x"
+	# every picture has a width: none is broken
+	refute_output --regexp ' 0x[0-9]+(;|$)'
+	# and every one is there, with a width
+	[[ $(grep -oE " [1-9][0-9]*x[0-9]+(;|$)" <<<"$output" | wc -l) -eq $n ]]
+}
+
+@test "every committed timeline renders in headless Chromium: labels present, not blank, no console error" {
+	need_chromium
+	local s svg height i=0 label
+	for s in 1 3 4 5; do
+		svg=$PICS/step$s.svg
+		height=$(sed -n 's/^<svg [^>]* height="\([0-9]*\)".*/\1/p' "$svg")
+		# The DOM Chromium built from the file: a broken SVG is an
+		# XML error page instead.
+		# shellcheck disable=SC2046
+		timeout 60 chromium $(chromium_flags "d$s") --dump-dom "file://$svg" \
+			>"$OUT/dom$s" 2>"$OUT/err$s" || fail "chromium --dump-dom failed on step$s.svg: $(tail -3 "$OUT/err$s")"
+		refute grep -qi 'error on line' "$OUT/dom$s"
+		for label in "Chapter $s" "recorded by make timeline STEP=$s" "client" "waiting for the first echo"; do
+			grep -qF "$label" "$OUT/dom$s" || fail "step$s.svg: no \"$label\" in the rendered DOM"
+		done
+		# shellcheck disable=SC2046
+		timeout 60 chromium $(chromium_flags "s$s") --window-size="960,$height" \
+			--screenshot="$OUT/step$s.png" "file://$svg" >/dev/null 2>&1 ||
+			fail "chromium --screenshot failed on step$s.svg"
+		[[ -s $OUT/step$s.png ]]
+		# TIMELINE_PNG_DIR=dir keeps the screenshots, to look at
+		if [[ -n ${TIMELINE_PNG_DIR:-} ]]; then
+			mkdir -p "$TIMELINE_PNG_DIR"
+			cp "$OUT/step$s.png" "$TIMELINE_PNG_DIR/"
+		fi
+		# Not blank: the screenshot, drawn on a canvas by Chromium
+		# itself, has many colours and enough pixels that are not white.
+		cat >"$OUT/px$s.html" <<-EOF
+			<html><body><canvas id="c"></canvas><script>
+			var img = new Image();
+			img.onload = function () {
+				var c = document.getElementById("c");
+				c.width = img.width; c.height = img.height;
+				var g = c.getContext("2d");
+				g.drawImage(img, 0, 0);
+				var d = g.getImageData(0, 0, c.width, c.height).data, seen = {}, n = 0, ink = 0;
+				for (var i = 0; i < d.length; i += 4) {
+					var k = d[i] + "," + d[i + 1] + "," + d[i + 2];
+					if (!(k in seen)) { seen[k] = 1; n++; }
+					if (d[i] + d[i + 1] + d[i + 2] < 600) ink++;
+				}
+				document.body.setAttribute("data-px", "colours=" + n + " ink=" + (ink / (d.length / 4)).toFixed(3) + " size=" + c.width + "x" + c.height);
+			};
+			img.src = "step$s.png";
+			</script></body></html>
+		EOF
+		# shellcheck disable=SC2046
+		timeout 60 chromium $(chromium_flags "p$s") --enable-logging=stderr --dump-dom \
+			"file://$OUT/px$s.html" >"$OUT/px$s" 2>"$OUT/pxerr$s" || fail "chromium failed on the pixel check"
+		grep -q 'CONSOLE.*rror' "$OUT/pxerr$s" "$OUT/err$s" && fail "a console error: $(grep -h CONSOLE "$OUT/pxerr$s" "$OUT/err$s")"
+		local px colours ink
+		px=$(sed -n 's/.*data-px="\([^"]*\)".*/\1/p' "$OUT/px$s")
+		[[ -n $px ]] || fail "step$s.png: the pixel check did not run: $(head -c 300 "$OUT/px$s")"
+		[[ $px =~ colours=([0-9]+)\ ink=0\.([0-9]+) ]] || fail "step$s.png: $px"
+		colours=${BASH_REMATCH[1]} ink=${BASH_REMATCH[2]}
+		# A blank page has 1 colour and no ink; bars, text and
+		# anti-aliasing give hundreds of colours and several % ink.
+		((colours >= 50)) || fail "step$s.png: only $colours colours ($px)"
+		((10#$ink >= 20)) || fail "step$s.png: almost blank ($px)"
+		i=$((i + 1))
+	done
+	((i == 4))
+}
