@@ -50,7 +50,7 @@ first_sentence() {
 # Directories, which have no header of their own.
 declare -A DIRS=(
 	[history/]="The 2012 lineage's code as the tests rewrite it from the record (read_loops.c: its read loops, one per macro), which step3.bats compiles to show its history."
-	[results/]="A published run of make bench: its summary (summary.csv) and chart (bench.svg); make bench writes new runs to results/latest/."
+	[results/]="Published measurements: a run of make bench (bench.md, summary.csv, bench.svg; new runs go to results/latest/) and make timeline's pictures (timeline/)."
 	[solutions/]="The exercises' worked solutions (stepN-exK.patch) and wrong answers (stepN-exK.wrong-M.patch), each starting with what it does; solutions.bats and wrong-answers.bats prove them."
 )
 
