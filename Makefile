@@ -29,8 +29,11 @@ help:
 	@echo "make              build every chapter ($(STEPS))"
 	@echo "make run          build and run the final server ($(LAST)) on port $(ECHO_PORT)"
 	@echo "make test         run every chapter's tests; STEP=N for one chapter"
-	@echo "make test-all     make test, then the proofs: every patch, solution and"
-	@echo "                  README command, and a short stress run"
+	@echo "make test-all     make test, then make proofs"
+	@echo "make proofs       the proofs of the tutorial itself: every patch, solution,"
+	@echo "                  wrong answer and README command, and a short stress run"
+	@echo "make lint         in seconds: shellcheck on every shell file, clang-format"
+	@echo "                  on every C file, the Makefile's own checks (CI runs it first)"
 	@echo "make grade STEP=N DIR=path   grade a student's chapter N in path:"
 	@echo "                  a table and a score; EXERCISES=1 grades the"
 	@echo "                  exercises too, FORMAT=junit|tap|gradescope OUT=dir"
@@ -41,7 +44,8 @@ help:
 	@echo "make handout STEP=N   the lab archive for chapter N, tested"
 	@echo "make diff FROM=N TO=M   show what chapter M changes from chapter N"
 	@echo "make diff STEP=N PATCH=K   show patch K of chapter N's series"
-	@echo "make stage STEP=N N=K  build chapter N as it is after its patch K"
+	@echo "make stage STEP=N PATCH=K  build chapter N as it is after its patch K"
+	@echo "                  (N=K, the old spelling, still works)"
 	@echo "make readme-diffs write each chapter's diff into its README"
 	@echo "make bench        measure every chapter against a bare epoll loop and"
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
@@ -52,11 +56,13 @@ help:
 	@echo "                  ATTACK=\"name ...\" runs only those"
 	@echo "make check        the strict gates: -Werror with gcc and clang, format,"
 	@echo "                  cppcheck, sanitizers, valgrind"
-	@echo "make stress STEP=N N=50   repeat a chapter's concurrency and shutdown"
-	@echo "                  tests N times; report each failure and how often"
+	@echo "make stress STEP=N RUNS=50   repeat a chapter's concurrency and shutdown"
+	@echo "                  tests RUNS times; report each failure and how often"
+	@echo "                  (N=50, the old spelling, still works)"
 	@echo "make deps         install what make run, test and check need"
 	@echo "                  (Debian or Ubuntu; as root or with sudo)"
 	@echo "make clean        remove what the build made"
+	@echo "make help         this list"
 
 run: deps-run all
 	./$(LAST)/echoserver -p $(ECHO_PORT)
@@ -134,13 +140,16 @@ else
 	@bash test/chapter-diff.sh $(FROM) $(TO)
 endif
 
-# make stage STEP=N N=K: build the state after patch K of chapter N's series
-# in test/stages/, to run it or point any chapter's tests at it.
-STAGE_DIR = test/stages/step$(STEP)-$(N)
+# make stage STEP=N PATCH=K: build the state after patch K of chapter N's
+# series in test/stages/, to run it or point any chapter's tests at it.
+# PATCH is the patch number's one name, as in make diff; N=K is its old
+# spelling here, kept working.
+STAGE_PATCH = $(or $(PATCH),$(N))
+STAGE_DIR = test/stages/step$(STEP)-$(STAGE_PATCH)
 stage:
-	@test -n "$(STEP)" -a -n "$(N)" || { echo "usage: make stage STEP=N N=K (K: 0 to the number of patches)"; exit 2; }
+	@test -n "$(STEP)" -a -n "$(STAGE_PATCH)" || { echo "usage: make stage STEP=N PATCH=K (K: 0 to the number of patches)"; exit 2; }
 	@rm -rf $(STAGE_DIR)
-	@bash test/patches.sh apply $(STEP) $(N) $(STAGE_DIR)
+	@bash test/patches.sh apply $(STEP) $(STAGE_PATCH) $(STAGE_DIR)
 	@$(MAKE) -s -C $(STAGE_DIR)
 	@echo "built $(STAGE_DIR): try ECHOSERVER=$$PWD/$(STAGE_DIR)/echoserver bats test/step$(STEP).bats"
 
@@ -160,10 +169,20 @@ timeline: all test/timeline
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)
 
+# make lint: the gates of test/check.sh that take seconds and need no build
+# (format, shellcheck, makefile); .ci/run runs it before anything else.
+LINT_TOOLS := shellcheck clang-format
+lint:
+	@for t in $(LINT_TOOLS); do command -v $$t >/dev/null || \
+		{ echo "make lint needs $$t: make deps installs it"; exit 2; }; done
+	@GATES="format shellcheck makefile" bash test/check.sh
+
 # Races that show up once in a hundred runs: JOBS=2 runs two loops at once.
+# RUNS is the run count (N=RUNS, its old spelling, still works).
+STRESS_RUNS = $(or $(RUNS),$(N))
 stress: deps-test all $(TOOLS)
-	@test -n "$(STEP)" -a -n "$(N)" || { echo "usage: make stress STEP=N N=RUNS [TESTS=regex]"; exit 2; }
-	bash test/stress.sh $(STEP) $(N) $(if $(TESTS),'$(TESTS)')
+	@test -n "$(STEP)" -a -n "$(STRESS_RUNS)" || { echo "usage: make stress STEP=N RUNS=count [TESTS=regex]"; exit 2; }
+	bash test/stress.sh $(STEP) $(STRESS_RUNS) $(if $(TESTS),'$(TESTS)')
 
 clean:
 	@for s in $(STEPS); do $(MAKE) -C $$s clean; done
@@ -177,6 +196,6 @@ deps: deps-check
 deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
-.PHONY: all help run test test-all proofs diff stage readme-diffs check bench clean deps stress grade \
+.PHONY: all help run test test-all proofs lint diff stage readme-diffs check bench clean deps stress grade \
 	grade-class handout attack timeline \
 	have-build-deps deps-run deps-test deps-check

@@ -194,7 +194,6 @@ PY
 
 @test "a misused grader exits 3 before it builds anything: a bad STEP, FORMAT or OUT, a DIR that is not there" {
 	student 2
-	local bad
 	touch "$BATS_TEST_TMPDIR/a-file"
 	grade 0 "$STUDENT"
 	assert_equal "$status" 3

@@ -201,6 +201,7 @@ signal_a_worker() {
 		[[ -x $tgkill ]] ||
 			cc -std=c11 -o "$tgkill" "$ROOT/test/tgkill.c" || exit 1
 		# the workers start before the server says it listens
+		# shellcheck disable=SC2010 # the names are thread ids: digits
 		tid=$(ls "/proc/$SERVER_PID/task" | grep -vx "$SERVER_PID" | head -1)
 		[[ -n $tid ]] || {
 			echo "no worker thread"
@@ -265,6 +266,7 @@ signal_a_worker() {
 # unless there is exactly one.
 idle_worker() {
 	local t found=()
+	# shellcheck disable=SC2045 # the names are thread ids: digits
 	for t in $(ls "/proc/$1/task"); do
 		[[ $t != "$1" ]] || continue
 		[[ $(cat "/proc/$1/task/$t/wchan" 2>/dev/null) == *futex* ]] &&
@@ -342,6 +344,7 @@ signal_idle_worker() {
 @test "chapter 4, patch 9: with signals taken as libevent events no signal handler makes unsafe calls (ThreadSanitizer), and a signal that lands while the server accepts no longer hangs it" {
 	flips_back 4 9 step3.bats "the signal handler makes calls that are not async-signal-safe"
 	local k dir
+	# shellcheck disable=SC2034 # f6_hunt's client
 	ECHOCLIENT=$ROOT/test/echoclient
 	make -s -C "$ROOT" test/echoclient >&2
 	for k in 8 9; do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # readme-commands.sh [--list] [README...]: run, verbatim, every shell block
-# the READMEs present as something to type.
+# the READMEs present as something to type: README.md, CONTRIBUTING.md and
+# each chapter's README, unless files are named.
 #
 # A ```sh block is run, in order, in a fresh copy of the tree, in a clean
 # environment, and must exit 0.  Two markers, an HTML comment on the line
@@ -46,7 +47,7 @@ blocks() {
 
 if [[ ${1:-} == --list ]]; then
 	shift
-	for f in "${@:-README.md}" $( (($#)) || ls step*/README.md); do
+	for f in "${@:-README.md}" $( (($#)) || ls CONTRIBUTING.md step*/README.md); do
 		blocks "$f" | while IFS=$'\t' read -r line marker body; do
 			printf '%s:%s\t%s\t%s\n' "$f" "$line" "$marker" "${body//$'\037'/; }"
 		done
@@ -174,7 +175,7 @@ else
 	exit 77
 fi
 files=("$@")
-((${#files[@]})) || files=(README.md step*/README.md)
+((${#files[@]})) || files=(README.md CONTRIBUTING.md step*/README.md)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 status=0

@@ -12,6 +12,7 @@ now() {
 
 # usec [T]: T (a `now`; default: now) in microseconds since the epoch, an
 # integer that bash's own arithmetic compares: no process is started.
+# shellcheck disable=SC2120 # T is for the scripts that source this file
 usec() {
 	local t=${1:-$EPOCHREALTIME}
 	t=${t//[!0-9]/}
@@ -36,17 +37,52 @@ seconds_since() {
 	printf '%d.%03d\n' $((ms / 1000)) $((ms % 1000))
 }
 
+# TIME_SCALE: every time bound is written, and measured, for a plain build;
+# an instrumented build (a sanitizer, valgrind) is slower, and test/check.sh,
+# which runs the tests against such builds, sets TIME_SCALE to how many times
+# (the one place its values are chosen, with their measurements).  Each
+# bounded wait below is scaled by it, and a test that compares an elapsed
+# time with a bound writes the bound as `scaled`.  Only a bound that a slow
+# build could overrun is scaled: a time that must pass first (no echo for
+# 1 s, a server's own -i 1 or drain deadline) is the same in every build.
+TIME_SCALE=${TIME_SCALE:-1}
+[[ $TIME_SCALE =~ ^[1-9][0-9]*$ ]] || {
+	echo "TIME_SCALE=$TIME_SCALE: not a whole number of at least 1" >&2
+	TIME_SCALE=1
+}
+
+# scaled SECONDS: SECONDS (a whole number or a fraction) times TIME_SCALE,
+# as a whole number when SECONDS is one, else to the microsecond.
+scaled() {
+	local us
+	us=$(_usec_of "$1")
+	us=$((us * TIME_SCALE))
+	if [[ $1 == *.* ]]; then
+		printf '%d.%06d\n' $((us / 1000000)) $((us % 1000000))
+	else
+		printf '%d\n' $((us / 1000000))
+	fi
+}
+
+# _usec_of SECONDS: SECONDS (a whole number or a fraction) in microseconds.
+_usec_of() {
+	local whole=${1%.*} frac=
+	[[ $1 == *.* ]] && frac=${1#*.}
+	frac=${frac}000000
+	printf '%d\n' $((10#${whole:-0} * 1000000 + 10#${frac:0:6}))
+}
+
 # wait_until SECONDS COMMAND...: run COMMAND every 20 ms until it succeeds
-# (return 0) or SECONDS (a whole number or a fraction) have passed (return
-# 1).  The one bounded wait; its clock is bash's, so a poll forks nothing
-# but what COMMAND itself runs.
+# (return 0) or SECONDS (a whole number or a fraction) times TIME_SCALE have
+# passed (return 1).  The one bounded wait; its clock is bash's, so a poll
+# forks nothing but what COMMAND itself runs.
 wait_until() {
-	local limit=$1 deadline whole frac
+	local limit=$1 whole frac start=${EPOCHREALTIME//[!0-9]/} deadline
 	shift
 	whole=${limit%.*} frac=
 	[[ $limit == *.* ]] && frac=${limit#*.}
 	frac=${frac}000000
-	deadline=$(($(usec) + 10#${whole:-0} * 1000000 + 10#${frac:0:6}))
+	deadline=$((10#$start + (10#${whole:-0} * 1000000 + 10#${frac:0:6}) * TIME_SCALE))
 	until "$@"; do
 		((${EPOCHREALTIME//[!0-9]/} < deadline)) || return 1
 		nap 0.02
@@ -108,7 +144,7 @@ server_start() {
 	SERVER_PID=$!
 	PORT=
 	if ! wait_until "$limit" _server_ready "$out" "$SERVER_PID"; then
-		echo "no 'listening on' line after ${limit}s" >&2
+		echo "no 'listening on' line after $(scaled "$limit")s" >&2
 		return 1
 	fi
 	if ! line=$(grep -m1 '^listening on ' "$out"); then
@@ -134,11 +170,12 @@ _server_ready() {
 server_wait() {
 	local start=$EPOCHREALTIME
 	if ! wait_until "$2" exited "$1"; then
-		echo "process $1 still running after ${2}s" >&2
+		echo "process $1 still running after $(scaled "$2")s" >&2
 		return 1
 	fi
 	STATUS=0
 	wait "$1" 2>/dev/null || STATUS=$?
+	# shellcheck disable=SC2034 # for the caller
 	ELAPSED=$(seconds_since "$start")
 }
 
@@ -154,6 +191,7 @@ server_stop() {
 	server_wait "$1" "$2" 2>/dev/null && return 0
 	kill -KILL "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
+	# shellcheck disable=SC2034 # for the caller
 	STATUS=killed
 }
 

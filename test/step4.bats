@@ -79,7 +79,7 @@ load helper
 # shutdown's).
 # bats test_tags=needs-demo
 @test "fixed: workqueue_shutdown returns only once every worker has left, even when each wakes 2 s late: it joins them" {
-	run with_racehook RACEHOOK_WAKE_DELAY_MS=2000 -- timeout 20 "$WORKQUEUE_DEMO" -w 4 -j 4
+	run with_racehook RACEHOOK_WAKE_DELAY_MS=2000 -- timeout "$(scaled 20)" "$WORKQUEUE_DEMO" -w 4 -j 4
 	assert_success
 	assert_line "jobs run: 4"
 	assert_line "workers alive after shutdown: 0"
@@ -293,7 +293,7 @@ load helper
 	# Its last byte came just before t0 (t0 is taken after its echo), so
 	# the drop comes a little under 10 s after t0; it was 0.1 s late at
 	# most on a busy machine (measured), and the upper bound allows 3 s.
-	((dropped >= 9500 && dropped <= 13000))
+	((dropped >= 9500 && dropped <= 10000 + $(scaled 3000)))
 }
 
 # Exercises (see step4-shutdown-fixes/README.md).  All but exercise 4 break

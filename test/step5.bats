@@ -16,7 +16,7 @@ check_third_client_served() {
 	local held=("${HELD[@]}") fd reply
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
 	printf 'third\n' >&"$fd"
-	IFS= read -r -t 1 reply <&"$fd" || fail "the third client got no echo"
+	IFS= read -r -t "$(scaled 1)" reply <&"$fd" || fail "the third client got no echo"
 	assert_equal "$reply" "third"
 	exec {fd}>&-
 	hold_clients 500
@@ -249,13 +249,13 @@ check_idle_timeout() {
 	# note when the idle client sees EOF, while the active one talks
 	{
 		rc=0
-		IFS= read -r -t 5 reply <&"$idle" || rc=$?
+		IFS= read -r -t "$(scaled 5)" reply <&"$idle" || rc=$?
 		echo "$rc $(now)" >"$eof"
 	} 3>&- &
 	local watcher=$!
 	for ((i = 0; i < 10; i++)); do
 		printf 'ping %d\n' "$i" >&"$active"
-		IFS= read -r -t 2 reply <&"$active" || fail "the active client lost its echo"
+		IFS= read -r -t "$(scaled 2)" reply <&"$active" || fail "the active client lost its echo"
 		assert_equal "$reply" "ping $i"
 		nap 0.25
 	done
@@ -269,9 +269,9 @@ check_idle_timeout() {
 	# late on a busy machine (measured, the watcher's own wake-up
 	# included), and 2 s is over 3 times that; a server with no timeout
 	# never closes it, and the read gives up at 5 s.
-	((waited >= 1000 && waited <= 3000))
+	((waited >= 1000 && waited <= 1000 + $(scaled 2000)))
 	printf 'still here\n' >&"$active"
-	IFS= read -r -t 2 reply <&"$active" || fail "the active client was closed"
+	IFS= read -r -t "$(scaled 2)" reply <&"$active" || fail "the active client was closed"
 	assert_equal "$reply" "still here"
 }
 
@@ -296,7 +296,7 @@ check_connection_limit() {
 	kill -CONT "$SERVER_PID"
 	for fd in "${over[@]}"; do
 		rc=0
-		IFS= read -r -t 2 reply <&"$fd" 2>"$err" || rc=$?
+		IFS= read -r -t "$(scaled 2)" reply <&"$fd" 2>"$err" || rc=$?
 		if ((rc == 0)); then
 			served=$((served + 1))
 		elif ((rc < 128)) && [[ ! -s $err ]]; then
@@ -492,7 +492,7 @@ check_worker_loop_fails() {
 _new_client_served() {
 	local fd reply rc=1
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'new\n' >&"$fd" 2>/dev/null || true
+	printf 'new\n' 1>&"$fd" 2>/dev/null || true
 	IFS= read -r -t 1 reply <&"$fd" 2>/dev/null && [[ $reply == new ]] && rc=0
 	exec {fd}>&-
 	return $rc
@@ -509,7 +509,7 @@ check_accept_pauses() {
 	printf 'waiting\n' >&"$fd"
 	expect_quiet_cpu
 	prlimit --pid "$SERVER_PID" --nofile=1024:
-	IFS= read -r -t 2 reply <&"$fd" || fail "no echo once descriptors were free"
+	IFS= read -r -t "$(scaled 2)" reply <&"$fd" || fail "no echo once descriptors were free"
 	assert_equal "$reply" "waiting"
 	exec {fd}>&-
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# stress.sh STEP N [REGEX]: run a chapter's concurrency and shutdown tests N
-# times and report every failure and how often it happened.
+# stress.sh STEP RUNS [REGEX]: run a chapter's concurrency and shutdown tests
+# RUNS times and report every failure and how often it happened.
 #
 # A race that shows up once in a hundred runs passes a single `make test`;
 # this is what finds it.  REGEX picks the tests by name (bats -f); the
@@ -15,9 +15,9 @@ DEFAULT_REGEX='SIG|shutdown|drain|deadline|lingering|clients|threads|worker|-c 1
 
 usage() {
 	cat >&2 <<EOF
-usage: stress.sh STEP N [REGEX]
+usage: stress.sh STEP RUNS [REGEX]
   STEP   the chapter, 1 to 5
-  N      how many runs (each loop, with JOBS)
+  RUNS   how many runs (each loop, with JOBS)
   REGEX  which tests, by name (default: '$DEFAULT_REGEX')
   JOBS   environment: loops at once (default 1)
 EOF
