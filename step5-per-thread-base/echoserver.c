@@ -16,10 +16,13 @@
  */
 
 #include <sys/types.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
+
+#include <linux/sockios.h>
 
 #include <err.h>
 #include <errno.h>
@@ -100,8 +103,11 @@ typedef struct client {
 	unsigned draining : 1;	/* shutting down: finish once it is quiet */
 	unsigned lingering : 1; /* shut: discard until the client's EOF */
 	unsigned refused : 1;	/* over -c: never echoed, not counted */
-	long linger_end;	/* lingering: when to give up, in now_ms() */
-	char peer[64];		/* "addr:port", for -v */
+	int unacked;		/* -i: echo sent, not yet acknowledged */
+	/* Lingering: when to give up; -i and echo waiting: when it must move.
+	 */
+	long linger_end; /* in now_ms() */
+	char peer[64];	 /* "addr:port", for -v */
 	TAILQ_ENTRY(client) entry;
 } client_t;
 
@@ -342,6 +348,44 @@ client_finish(client_t *client, int eof)
 }
 
 /*
+ * The bytes sent on socket fd that its client has not acknowledged yet.  Its
+ * kernel may hold megabytes of them: what was written is not what was taken.
+ * Should it fail, 0: the client then looks as if it took them.
+ */
+static int
+echo_unacked(int fd)
+{
+	int outq;
+
+	return ioctl(fd, SIOCOUTQ, &outq) == -1 ? 0 : outq;
+}
+
+/*
+ * -i, echo waiting: wait for the socket until the client's deadline, which
+ * only the client taking echo moves (see echo_write_cb()).  A write callback
+ * restarts libevent's timeout whatever moved, so set what is left of it.
+ * Returns -1 if the deadline has passed or it could not, and closed the
+ * client, with a reset: echo is owed.
+ */
+static int
+client_echo_deadline(client_t *client)
+{
+	struct timeval left;
+	long ms;
+
+	if ((ms = client->linger_end - now_ms()) > 0) {
+		left.tv_sec = ms / 1000;
+		left.tv_usec = ms % 1000 * 1000;
+		if (event_add(client->write_ev, &left) == 0)
+			return 0;
+	}
+	if (verbose)
+		logx("%s: not reading", client->peer);
+	closeAndFreeClient(client);
+	return -1;
+}
+
+/*
  * The hot path: send what just arrived straight back with write(2), and keep
  * in an evbuffer only what the socket would not take.  Once anything waits
  * there, later data queues behind it so that the echo stays in order.
@@ -350,9 +394,10 @@ static void
 client_echo(client_t *client, const char *data, size_t len)
 {
 	ssize_t n = 0;
+	int queued = client->output_buffer != NULL &&
+		     evbuffer_get_length(client->output_buffer) > 0;
 
-	if (client->output_buffer == NULL ||
-	    evbuffer_get_length(client->output_buffer) == 0) {
+	if (!queued) {
 		if ((n = write(client->fd, data, len)) == -1) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR) {
@@ -374,9 +419,20 @@ client_echo(client_t *client, const char *data, size_t len)
 		closeAndFreeClient(client);
 		return;
 	}
+	/*
+	 * Watched from when echo first waits; then echo_write_cb() restarts
+	 * the timeout each time the client has taken some.  What the client
+	 * sends meanwhile must not restart it, or it could trickle a byte now
+	 * and then and never read.
+	 */
+	if (!queued && client->worker->idle_tv != NULL) {
+		client->linger_end = now_ms() + idle_seconds * 1000L;
+		client->unacked = echo_unacked(client->fd);
+	}
 	if (evbuffer_add(client->output_buffer, data + n, len - (size_t)n) ==
 		    -1 ||
-	    event_add(client->write_ev, client->worker->idle_tv) == -1) {
+	    (!queued &&
+	     event_add(client->write_ev, client->worker->idle_tv) == -1)) {
 		logx("%s: cannot queue the echo", client->peer);
 		closeAndFreeClient(client);
 		return;
@@ -467,6 +523,7 @@ static void
 echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	client_t *client = arg;
+	int idle = client->worker->idle_tv != NULL, unacked = 0, n;
 	size_t left;
 
 	if (ev & EV_TIMEOUT) {
@@ -479,7 +536,14 @@ echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 		closeAndFreeClient(client);
 		return;
 	}
-	if (evbuffer_write(client->output_buffer, fd) == -1 &&
+	/*
+	 * The socket takes more when the client took some, but also when its
+	 * kernel grew the buffer: only fewer bytes unacknowledged than after
+	 * our last write say that the client took echo.
+	 */
+	if (idle && (unacked = echo_unacked(fd)) < client->unacked)
+		client->linger_end = now_ms() + idle_seconds * 1000L;
+	if ((n = evbuffer_write(client->output_buffer, fd)) == -1 &&
 	    errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 		if (verbose)
 			logx("%s: %s", client->peer, strerror(errno));
@@ -497,6 +561,11 @@ echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 				client_linger(client);
 			return;
 		}
+	}
+	if (left > 0 && idle) {
+		client->unacked = unacked + (n > 0 ? n : 0);
+		if (client_echo_deadline(client) == -1)
+			return;
 	}
 	if (!client->reading && !client->closing && left <= LOW_WATER)
 		client_read(client);
