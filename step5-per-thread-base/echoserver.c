@@ -104,10 +104,12 @@ typedef struct client {
 	unsigned lingering : 1; /* shut: discard until the client's EOF */
 	unsigned refused : 1;	/* over -c: never echoed, not counted */
 	int unacked;		/* -i: echo sent, not yet acknowledged */
-	/* Lingering: when to give up; -i and echo waiting: when it must move.
+	/*
+	 * In now_ms(): when a lingering client is given up, or, with -i, when a
+	 * client whose echo waits must have taken some.
 	 */
-	long linger_end; /* in now_ms() */
-	char peer[64];	 /* "addr:port", for -v */
+	long linger_end;
+	char peer[64]; /* "addr:port", for -v */
 	TAILQ_ENTRY(client) entry;
 } client_t;
 
