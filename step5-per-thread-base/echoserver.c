@@ -1060,11 +1060,16 @@ static int
 runServer(void)
 {
 	struct event *ev_sigint, *ev_sigterm;
+	sigset_t stop_signals;
 	int i, listen_fd, rc;
 
 	/* A client that vanishes must cost a write error, not the process. */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		err(1, "signal");
+	if (sigemptyset(&stop_signals) == -1 ||
+	    sigaddset(&stop_signals, SIGINT) == -1 ||
+	    sigaddset(&stop_signals, SIGTERM) == -1)
+		err(1, "sigaddset");
 
 	/*
 	 * Before any base exists: the main thread wakes the workers' bases,
@@ -1119,6 +1124,13 @@ runServer(void)
 		worker_free(&workers[i]);
 	}
 	free(workers);
+	/*
+	 * Freed, the signal events give SIGINT and SIGTERM back their default
+	 * action, and one that came now would end the process by the signal,
+	 * not with our status.  Blocked, it waits, and exit() drops it.
+	 */
+	if ((rc = pthread_sigmask(SIG_BLOCK, &stop_signals, NULL)) != 0)
+		errx(1, "pthread_sigmask: %s", strerror(rc));
 	event_free(ev_sigterm);
 	event_free(ev_sigint);
 	event_base_free(evbase_accept);

@@ -718,6 +718,23 @@ check_accept_pauses() {
 	check_memory_per_reader
 }
 
+# test/latesig.c, preloaded, makes the server send itself SIGTERM right
+# after it frees each of its signal events: a second signal, late, at the
+# worst moment, every time.  The exit status is still 0, as after any
+# signal; a server whose signals are unhandled there ends with 143.
+@test "a SIGTERM that comes while the server frees its signal events still ends it with exit 0" {
+	local so=$BATS_TEST_TMPDIR/latesig.so
+	# shellcheck disable=SC2046 # pkg-config's flags are words
+	cc -shared -fPIC $(pkg-config --cflags libevent) -o "$so" \
+		"$BATS_TEST_DIRNAME/latesig.c" -ldl || fail "cannot build latesig.so"
+	# ASan wants to come first; here the hook must.
+	LD_PRELOAD=$so ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+		start_server -t 2
+	kill -INT "$SERVER_PID"
+	wait_exit "$SERVER_PID" 5 || fail "still running 5 s after SIGINT"
+	assert_equal "$STATUS" 0
+}
+
 @test "a worker whose event loop fails stops the server, which exits 1" {
 	check_worker_loop_fails
 }
