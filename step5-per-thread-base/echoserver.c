@@ -96,6 +96,8 @@ typedef struct client {
 	struct event *read_ev;		/* persistent; its timeout is -i's */
 	struct event *write_ev;		/* added only while echo waits */
 	struct evbuffer *output_buffer; /* echo the socket did not take */
+	long echo_end;			/* -i: reset unless echo is taken by */
+	int unacked; /* -i: echo sent, not yet acknowledged */
 	/* Bit-fields: one word for the flags, so linger_end costs nothing. */
 	unsigned reading : 1;	/* read_ev is added */
 	unsigned closing : 1;	/* reading no more: finish once echoed */
@@ -103,13 +105,8 @@ typedef struct client {
 	unsigned draining : 1;	/* shutting down: finish once it is quiet */
 	unsigned lingering : 1; /* shut: discard until the client's EOF */
 	unsigned refused : 1;	/* over -c: never echoed, not counted */
-	int unacked;		/* -i: echo sent, not yet acknowledged */
-	/*
-	 * In now_ms(): when a lingering client is given up, or, with -i, when a
-	 * client whose echo waits must have taken some.
-	 */
-	long linger_end;
-	char peer[64]; /* "addr:port", for -v */
+	long linger_end;	/* lingering: when to give up, in now_ms() */
+	char peer[64];		/* "addr:port", for -v */
 	TAILQ_ENTRY(client) entry;
 } client_t;
 
@@ -375,7 +372,7 @@ client_echo_deadline(client_t *client)
 	struct timeval left;
 	long ms;
 
-	if ((ms = client->linger_end - now_ms()) > 0) {
+	if ((ms = client->echo_end - now_ms()) > 0) {
 		left.tv_sec = ms / 1000;
 		left.tv_usec = ms % 1000 * 1000;
 		if (event_add(client->write_ev, &left) == 0)
@@ -428,7 +425,7 @@ client_echo(client_t *client, const char *data, size_t len)
 	 * and then and never read.
 	 */
 	if (!queued && client->worker->idle_tv != NULL) {
-		client->linger_end = now_ms() + idle_seconds * 1000L;
+		client->echo_end = now_ms() + idle_seconds * 1000L;
 		client->unacked = echo_unacked(client->fd);
 	}
 	if (evbuffer_add(client->output_buffer, data + n, len - (size_t)n) ==
@@ -544,7 +541,7 @@ echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 	 * our last write say that the client took echo.
 	 */
 	if (idle && (unacked = echo_unacked(fd)) < client->unacked)
-		client->linger_end = now_ms() + idle_seconds * 1000L;
+		client->echo_end = now_ms() + idle_seconds * 1000L;
 	if ((n = evbuffer_write(client->output_buffer, fd)) == -1 &&
 	    errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 		if (verbose)
@@ -1052,6 +1049,25 @@ parse_options(int argc, char *argv[], const char **addr, const char **port)
 }
 
 /*
+ * The main thread, once its loop is over: a second SIGINT or SIGTERM changes
+ * nothing, and once the signal events are freed, one would end the process
+ * by its default action, not with runServer()'s status.  Blocked, it waits,
+ * and exit() drops it; the workers' threads are joined by then.
+ */
+static void
+block_stop_signals(void)
+{
+	sigset_t set;
+	int rc;
+
+	if (sigemptyset(&set) == -1 || sigaddset(&set, SIGINT) == -1 ||
+	    sigaddset(&set, SIGTERM) == -1)
+		err(1, "sigaddset");
+	if ((rc = pthread_sigmask(SIG_BLOCK, &set, NULL)) != 0)
+		errx(1, "pthread_sigmask: %s", strerror(rc));
+}
+
+/*
  * Listen, start the workers and run the accept loop until killServer() ends
  * it; then free what the main thread owns and return 0, or 1 if
  * server_fail() ended it.
@@ -1060,16 +1076,11 @@ static int
 runServer(void)
 {
 	struct event *ev_sigint, *ev_sigterm;
-	sigset_t stop_signals;
 	int i, listen_fd, rc;
 
 	/* A client that vanishes must cost a write error, not the process. */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		err(1, "signal");
-	if (sigemptyset(&stop_signals) == -1 ||
-	    sigaddset(&stop_signals, SIGINT) == -1 ||
-	    sigaddset(&stop_signals, SIGTERM) == -1)
-		err(1, "sigaddset");
 
 	/*
 	 * Before any base exists: the main thread wakes the workers' bases,
@@ -1103,6 +1114,7 @@ runServer(void)
 
 	if (event_base_dispatch(evbase_accept) == -1)
 		errx(1, "event_base_dispatch failed");
+	block_stop_signals();
 
 	/*
 	 * Accept no one new, then ask every worker to finish its connections,
@@ -1124,13 +1136,6 @@ runServer(void)
 		worker_free(&workers[i]);
 	}
 	free(workers);
-	/*
-	 * Freed, the signal events give SIGINT and SIGTERM back their default
-	 * action, and one that came now would end the process by the signal,
-	 * not with our status.  Blocked, it waits, and exit() drops it.
-	 */
-	if ((rc = pthread_sigmask(SIG_BLOCK, &stop_signals, NULL)) != 0)
-		errx(1, "pthread_sigmask: %s", strerror(rc));
 	event_free(ev_sigterm);
 	event_free(ev_sigint);
 	event_base_free(evbase_accept);
