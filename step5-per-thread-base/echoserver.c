@@ -78,7 +78,11 @@
  */
 #define REFUSED_LINGER_MAX 16
 
-/* Out of descriptors: how long accepting pauses before it tries again. */
+/*
+ * Out of descriptors, accepting pauses until a connection closes; and, in
+ * case a descriptor is freed otherwise (a raised limit), tries again after
+ * this long.
+ */
 #define ACCEPT_RETRY_MS 100
 
 /*
@@ -144,6 +148,9 @@ static atomic_int nclients;		/* live clients, all workers */
 static atomic_int exit_status;		/* runServer()'s return */
 static struct evconnlistener *listener; /* on evbase_accept */
 static struct event *retry_ev;		/* resumes a paused listener */
+static atomic_int accept_paused;	/* out of descriptors: not accepting */
+static long pause_start, pause_last;	/* accept loop's, in now_ms() */
+static int pause_tries; /* accept loop's: accept()s that failed */
 
 /* When the drain ends, on CLOCK_MONOTONIC; set before any drain starts. */
 static struct timespec drain_deadline;
@@ -249,6 +256,9 @@ closeAndFreeClient(client_t *client)
 		reset_on_close(client);
 	/* Nothing to do if it fails: the descriptor is released anyway. */
 	close(client->fd);
+	/* A descriptor is free: accept at once, not when the pause ends. */
+	if (atomic_load(&accept_paused))
+		event_active(retry_ev, EV_TIMEOUT, 0);
 	if (client->output_buffer != NULL)
 		evbuffer_free(client->output_buffer);
 	if (!client->refused)
@@ -823,6 +833,13 @@ on_accept(struct evconnlistener *l, evutil_socket_t client_fd,
 	(void)sa;
 	(void)len;
 	(void)arg;
+	/* A second without running out ends the pause: say what it cost. */
+	if (pause_tries > 0 && now_ms() - pause_last >= 1000) {
+		logx("accepting again: %d accept()s out of descriptors over "
+		     "%ld ms",
+		     pause_tries, pause_last - pause_start);
+		pause_tries = 0;
+	}
 	/* From here on only the worker touches the connection. */
 	if (worker_hand_off(&workers[next++ % (unsigned int)numThreads],
 			    client_fd) == -1) {
@@ -858,7 +875,7 @@ server_fail(const char *what)
 /*
  * accept() failed.  Out of descriptors the client stays in the backlog, the
  * listening socket stays readable, and the loop would call accept() again at
- * once, forever: stop listening, and try again after a pause.
+ * once, forever: stop listening until a connection closes.
  */
 static void
 accept_error_cb(struct evconnlistener *l, void *arg)
@@ -871,19 +888,33 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 		logx("accept: %s", strerror(e));
 		return;
 	}
-	logx("accept (pausing for %d ms): %s", ACCEPT_RETRY_MS, strerror(e));
+	/*
+	 * One line for the pause, however often accepting stops and starts
+	 * while it lasts: see on_accept().
+	 */
+	pause_last = now_ms();
+	if (pause_tries++ == 0) {
+		pause_start = pause_last;
+		logx("accept: %s: pausing until a connection closes",
+		     strerror(e));
+	}
+	atomic_store(&accept_paused, 1);
 	if (evconnlistener_disable(l) == -1 ||
 	    event_add(retry_ev, &retry) == -1)
 		server_fail("pausing the listener");
 }
 
-/* The pause after running out of descriptors is over: accept again. */
+/*
+ * A connection closed (a worker made this active), or the pause after running
+ * out of descriptors is over: accept again.
+ */
 static void
 retry_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
 	(void)arg;
+	atomic_store(&accept_paused, 0);
 	if (evconnlistener_enable(listener) == -1)
 		server_fail("resuming the listener");
 }
@@ -1120,7 +1151,6 @@ runServer(void)
 	 * Accept no one new, then ask every worker to finish its connections,
 	 * all by one deadline.  Each worker drains on its own thread.
 	 */
-	event_free(retry_ev);
 	evconnlistener_free(listener);
 	monotonic_now(&drain_deadline);
 	drain_deadline.tv_sec += DRAIN_SECONDS;
@@ -1136,6 +1166,8 @@ runServer(void)
 		worker_free(&workers[i]);
 	}
 	free(workers);
+	/* Only now: a worker's closing connection may make it active. */
+	event_free(retry_ev);
 	event_free(ev_sigterm);
 	event_free(ev_sigint);
 	event_base_free(evbase_accept);

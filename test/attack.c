@@ -500,6 +500,50 @@ cut(size_t n, size_t from, size_t step)
 	free(pfd);
 }
 
+/*
+ * backlog N: N connections that send nothing, most of them left waiting in
+ * the server's backlog; once a line arrives on stdin, all close at once, and
+ * a new client sends a byte.  Report how long after the close its echo came
+ * back: the server had to take and drop the N first.
+ */
+static void
+backlog(size_t n)
+{
+	struct pollfd pfd;
+	long deadline = now_ms() + timeout_ms, closed;
+	size_t i, got = 0;
+	int *fds, fd, rc;
+
+	if ((fds = calloc(n, sizeof(*fds))) == NULL)
+		err(1, "calloc");
+	for (i = 0; i < n; i++)
+		fds[i] = dial();
+	printf("backlog: %zu connections open\n", n);
+	fflush(stdout);
+	wait_stdin(deadline);
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	closed = now_ms();
+	fd = dial();
+	if (write(fd, "x", 1) != 1)
+		err(1, "write");
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	while ((rc = peek_end(fd, &got)) == -2 && got == 0 &&
+	       now_ms() < deadline)
+		if (poll(&pfd, 1, 10) == -1 && errno != EINTR)
+			err(1, "poll");
+	if (got == 1)
+		printf("backlog: %zu closed; a new client echoed %ld ms "
+		       "after\n",
+		       n, now_ms() - closed);
+	else
+		printf("backlog: %zu closed; a new client got %s within -T\n",
+		       n, rc == -1 ? "a reset" : "no echo");
+	close(fd);
+	free(fds);
+}
+
 /* churn N: connect and close at once, N times in a row; report how long. */
 static void
 churn(size_t n)
@@ -531,6 +575,9 @@ usage(int status)
 		"                server reset them\n"
 		"  owed N        N connections send a byte; after a line\n"
 		"                on stdin, report how each one ended\n"
+		"  backlog N     N connections wait unserved; after a line\n"
+		"                on stdin all close, and a new client\n"
+		"                reports when its echo came\n"
 		"  churn N       connect and close at once, N times\n"
 		"  cut N FROM STEP  N connections send FROM, FROM + STEP, ...\n"
 		"                bytes unread and shut down writing; after a\n"
@@ -607,6 +654,8 @@ main(int argc, char *argv[])
 		      (long)number_arg("stall", argv[3], MAX_MS));
 	else if (strcmp(argv[0], "owed") == 0 && argc == 2)
 		owed(n);
+	else if (strcmp(argv[0], "backlog") == 0 && argc == 2)
+		backlog(n);
 	else if (strcmp(argv[0], "churn") == 0 && argc == 2)
 		churn(n);
 	else if (strcmp(argv[0], "cut") == 0 && argc == 4)
