@@ -18,6 +18,7 @@
 #include <sys/types.h>
 #include <sys/ioctl.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
@@ -27,6 +28,7 @@
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -72,11 +74,17 @@
 #define LINGER_SECONDS 2
 
 /*
- * At most this many clients refused over -c linger on each worker; the rest
- * are reset at once.  Refused clients are not counted against -c, so this
- * is what bounds the descriptors a flood of them holds.
+ * The descriptors the server needs besides its clients', measured on Linux
+ * with libevent 2.1: OWN_FDS for the process (standard streams, the accept
+ * loop's base, the listening socket), WORKER_FDS for each worker's base (its
+ * epoll, wakeup and signal descriptors), and SPARE_FDS for the unforeseen (a
+ * sanitizer's, a library's).  budget_descriptors() shares the rest of
+ * RLIMIT_NOFILE out: -c served clients, refused clients lingering, and
+ * sockets handed to a worker not yet picked up.
  */
-#define REFUSED_LINGER_MAX 16
+#define OWN_FDS	   10
+#define WORKER_FDS 4
+#define SPARE_FDS  8
 
 /*
  * Out of descriptors, accepting pauses until a connection closes; and, in
@@ -142,10 +150,12 @@ static struct addrinfo *listen_ai;
 static const char *listen_addr = SERVER_ADDR, *listen_port = SERVER_PORT;
 static int numThreads;
 static int verbose;
-static int idle_seconds;		/* -i; 0: never */
-static int max_clients;			/* -c; 0: no limit */
-static atomic_int nclients;		/* live clients, all workers */
-static atomic_int exit_status;		/* runServer()'s return */
+static int idle_seconds;       /* -i; 0: never */
+static int max_clients;	       /* -c; 0: no limit */
+static int refused_linger_max; /* per worker: refused clients that linger */
+static size_t incoming_max;    /* per worker: sockets not yet picked up */
+static atomic_int nclients;    /* live clients, all workers */
+static atomic_int exit_status; /* runServer()'s return */
 static struct evconnlistener *listener; /* on evbase_accept */
 static struct event *retry_ev;		/* resumes a paused listener */
 static atomic_int accept_paused;	/* out of descriptors: not accepting */
@@ -646,9 +656,26 @@ format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
 }
 
 /*
+ * Count one more client, unless -c are there already; return 0 then.  The
+ * count never goes over -c, not even for a moment: a client counted and
+ * taken back could make another worker refuse one under the limit.
+ */
+static int
+client_count_in(void)
+{
+	int n = atomic_load(&nclients);
+
+	do {
+		if (max_clients > 0 && n >= max_clients)
+			return 0;
+	} while (!atomic_compare_exchange_weak(&nclients, &n, n + 1));
+	return 1;
+}
+
+/*
  * On the worker's thread: create the connection for a handed-over socket, on
  * the worker's own base.  One over the -c limit is closed at once, without
- * an echo: lingering, or with a reset if REFUSED_LINGER_MAX already linger.
+ * an echo: lingering, or with a reset if refused_linger_max already linger.
  */
 static void
 client_new(struct worker *w, int fd)
@@ -664,10 +691,7 @@ client_new(struct worker *w, int fd)
 	}
 	client->fd = fd;
 	client->worker = w;
-	client->refused = atomic_fetch_add(&nclients, 1) >= max_clients &&
-			  max_clients > 0;
-	if (client->refused)
-		atomic_fetch_sub(&nclients, 1);
+	client->refused = !client_count_in();
 	TAILQ_INSERT_TAIL(&w->clients, client, entry);
 	w->nclients++;
 	if (verbose &&
@@ -687,7 +711,7 @@ client_new(struct worker *w, int fd)
 		logx("worker %d: %s: %s", w->id, client->peer,
 		     client->refused ? "over the limit" : "connected");
 	if (client->refused) {
-		if (w->nrefused < REFUSED_LINGER_MAX)
+		if (w->nrefused < refused_linger_max)
 			client_linger(client);
 		else {
 			reset_on_close(client);
@@ -720,6 +744,9 @@ wakeup_cb(evutil_socket_t fd, short ev, void *arg)
 	stopping = w->stopping;
 	mutex_unlock(&w->mutex);
 
+	/* The queue has room again: see on_accept(). */
+	if (n > 0 && atomic_load(&accept_paused))
+		event_active(retry_ev, EV_TIMEOUT, 0);
 	for (i = 0; i < n; i++)
 		client_new(w, incoming[i]);
 	free(incoming);
@@ -751,7 +778,7 @@ worker_main(void *arg)
 static int
 worker_hand_off(struct worker *w, int fd)
 {
-	int *grown;
+	int *grown, full;
 	size_t cap;
 
 	mutex_lock(&w->mutex);
@@ -766,10 +793,11 @@ worker_hand_off(struct worker *w, int fd)
 		w->incoming_cap = cap;
 	}
 	w->incoming[w->nincoming++] = fd;
+	full = w->nincoming >= incoming_max;
 	mutex_unlock(&w->mutex);
 	/* libevent locks the base and wakes its loop: see runServer(). */
 	event_active(w->wakeup_ev, EV_READ, 0);
-	return 0;
+	return full;
 }
 
 /* On the main thread: tell worker w to drain and stop, and wake it. */
@@ -827,9 +855,11 @@ static void
 on_accept(struct evconnlistener *l, evutil_socket_t client_fd,
 	  struct sockaddr *sa, int len, void *arg)
 {
+	static const struct timeval retry = {0, ACCEPT_RETRY_MS * 1000};
 	static unsigned int next;
+	struct worker *w = &workers[next++ % (unsigned int)numThreads];
+	int rc, room;
 
-	(void)l;
 	(void)sa;
 	(void)len;
 	(void)arg;
@@ -841,11 +871,29 @@ on_accept(struct evconnlistener *l, evutil_socket_t client_fd,
 		pause_tries = 0;
 	}
 	/* From here on only the worker touches the connection. */
-	if (worker_hand_off(&workers[next++ % (unsigned int)numThreads],
-			    client_fd) == -1) {
+	if ((rc = worker_hand_off(w, client_fd)) == -1) {
 		logx("cannot queue a connection");
 		close(client_fd);
 	}
+	/*
+	 * That worker's queue is full: accept no more until it picks the
+	 * queue up (wakeup_cb()), or a connection closes; the descriptors
+	 * queued sockets hold are bounded too.
+	 */
+	if (rc != 1)
+		return;
+	atomic_store(&accept_paused, 1);
+	if (evconnlistener_disable(l) == -1 ||
+	    event_add(retry_ev, &retry) == -1) {
+		server_fail("pausing the listener");
+		return;
+	}
+	/* Picked up before the pause was set, the worker did not resume it. */
+	mutex_lock(&w->mutex);
+	room = w->nincoming < incoming_max;
+	mutex_unlock(&w->mutex);
+	if (room)
+		event_active(retry_ev, EV_TIMEOUT, 0);
 }
 
 /* Stop the accept loop; any thread may call it. */
@@ -1099,6 +1147,41 @@ block_stop_signals(void)
 }
 
 /*
+ * Share the descriptors RLIMIT_NOFILE allows out, before any base is made:
+ * exit 1 if the threads alone need more; lower -c, saying so, if it takes
+ * more than half of what is left; and give the rest, in halves, to refused
+ * clients lingering and to sockets queued for a worker, on every worker.
+ */
+static void
+budget_descriptors(void)
+{
+	struct rlimit rl;
+	long limit, room, spare;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		err(1, "getrlimit");
+	limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX
+			? INT_MAX
+			: (long)rl.rlim_cur;
+	room = limit - OWN_FDS - SPARE_FDS - (long)WORKER_FDS * numThreads;
+	if (room < 2L * numThreads)
+		errx(1,
+		     "%d threads need %ld descriptors, and the limit is %ld "
+		     "(ulimit -n)",
+		     numThreads, limit - room + 2L * numThreads, limit);
+	if (max_clients > room / 2) {
+		warnx("-c %d: %ld descriptors (ulimit -n) allow %ld; -c %ld",
+		      max_clients, limit, room / 2, room / 2);
+		max_clients = (int)(room / 2);
+	}
+	spare = max_clients > 0 ? room - max_clients : room / 2;
+	refused_linger_max = (int)(spare / 2 / numThreads);
+	incoming_max = (size_t)(spare / 2 / numThreads);
+	if (incoming_max < 1)
+		incoming_max = 1;
+}
+
+/*
  * Listen, start the workers and run the accept loop until killServer() ends
  * it; then free what the main thread owns and return 0, or 1 if
  * server_fail() ended it.
@@ -1112,6 +1195,7 @@ runServer(void)
 	/* A client that vanishes must cost a write error, not the process. */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		err(1, "signal");
+	budget_descriptors();
 
 	/*
 	 * Before any base exists: the main thread wakes the workers' bases,
