@@ -276,9 +276,13 @@ fill_server(int fd, size_t held, long deadline)
 		c_rx = (unsigned long)inq;
 		if (sent >= s_tx + c_rx + held)
 			return sent;
-		/* Big steps while far from it, 4 KiB steps near it. */
-		chunk = s_tx + c_rx + held - sent > sizeof(buf) ? sizeof(buf)
-								: 4096;
+		/*
+		 * What is missing, at most 64 KiB: the kernels take part of
+		 * it, so it takes a few rounds, each one quick.
+		 */
+		chunk = s_tx + c_rx + held - sent;
+		if (chunk > sizeof(buf))
+			chunk = sizeof(buf);
 		if ((w = write(fd, buf, chunk)) > 0)
 			sent += (size_t)w;
 		else if (errno != EAGAIN)

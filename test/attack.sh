@@ -414,9 +414,9 @@ attack_backlog() {
 	fi
 }
 
-# zero-window trickle under -i: with -i 2, a client that never reads, 64
+# zero-window trickle under -i: with -i 3, a client that never reads, 64
 # KiB of its echo waiting in the server, sends a byte every 200 ms; it
-# must be reset within 4 s of its echo stopping (2 s for -i, 2 s for a
+# must be reset within 5 s of its echo stopping (3 s for -i, 2 s for a
 # busy machine): what it sends is not reading.
 attack_zero_window() {
 	local out
@@ -424,11 +424,11 @@ attack_zero_window() {
 		report "zero-window trickle under -i" broken "no idle timeout (-i) to hold"
 		return 0
 	fi
-	start -i 2 -t 2 || return 1
-	out=$("$ATTACK_BIN" -p "$PORT" -T 10000 stall 1 65536 200 2>/dev/null)
+	start -i 3 -t 2 || return 1
+	out=$("$ATTACK_BIN" -p "$PORT" -T 12000 stall 1 65536 200 2>/dev/null)
 	local last=${out#*the last went }
 	last=${last%% ms*}
-	if [[ $out == "stall: 1 of 1 let go"* ]] && ((last <= 4000)); then
+	if [[ $out == "stall: 1 of 1 let go"* ]] && ((last <= 5000)); then
 		report "zero-window trickle under -i" held "reset ${last} ms after its echo stopped, though it sent a byte every 200 ms"
 	else
 		report "zero-window trickle under -i" broken "${out#stall: }"
