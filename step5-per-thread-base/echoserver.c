@@ -104,11 +104,11 @@ struct worker;
 /* One connected client; only its worker's thread touches it. */
 typedef struct client {
 	int fd;
+	unsigned echo_end; /* -i: reset unless echo is taken by, now_ms() */
 	struct worker *worker;
 	struct event *read_ev;		/* persistent; its timeout is -i's */
 	struct event *write_ev;		/* added only while echo waits */
 	struct evbuffer *output_buffer; /* echo the socket did not take */
-	long echo_end;			/* -i: reset unless echo is taken by */
 	int unacked; /* -i: echo sent, not yet acknowledged */
 	/* Bit-fields: one word for the flags, so linger_end costs nothing. */
 	unsigned reading : 1;	/* read_ev is added */
@@ -392,7 +392,8 @@ client_echo_deadline(client_t *client)
 	struct timeval left;
 	long ms;
 
-	if ((ms = client->echo_end - now_ms()) > 0) {
+	/* Kept in 32 bits: -i is under a day, 2^31 ms is 24 days. */
+	if ((ms = (int)(client->echo_end - (unsigned)now_ms())) > 0) {
 		left.tv_sec = ms / 1000;
 		left.tv_usec = ms % 1000 * 1000;
 		if (event_add(client->write_ev, &left) == 0)
@@ -445,7 +446,7 @@ client_echo(client_t *client, const char *data, size_t len)
 	 * and then and never read.
 	 */
 	if (!queued && client->worker->idle_tv != NULL) {
-		client->echo_end = now_ms() + idle_seconds * 1000L;
+		client->echo_end = (unsigned)(now_ms() + idle_seconds * 1000L);
 		client->unacked = echo_unacked(client->fd);
 	}
 	if (evbuffer_add(client->output_buffer, data + n, len - (size_t)n) ==
@@ -561,7 +562,7 @@ echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 	 * our last write say that the client took echo.
 	 */
 	if (idle && (unacked = echo_unacked(fd)) < client->unacked)
-		client->echo_end = now_ms() + idle_seconds * 1000L;
+		client->echo_end = (unsigned)(now_ms() + idle_seconds * 1000L);
 	if ((n = evbuffer_write(client->output_buffer, fd)) == -1 &&
 	    errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 		if (verbose)
