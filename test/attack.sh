@@ -392,8 +392,9 @@ attack_low_fd_flood() {
 }
 
 # backlog recovery: 4,000 connections wait in the backlog of a server at
-# 32 descriptors, then all close; a new client must be echoed within 1 s
-# of the close.
+# 32 descriptors, then all close; a new client must be echoed within 3 s
+# of the close (chapter 5: 20 to 150 ms on a quiet machine, up to 1.2 s on
+# a very busy one; paced by a 100 ms pause, 22.7 s).
 attack_backlog() {
 	local out=$TMP/backlog.out c ms
 	start_limited 32 -t 2 || return 1
@@ -407,7 +408,7 @@ attack_backlog() {
 	exec 7>&-
 	wait_until 60 exited "$c" || true
 	ms=$(sed -n 's/.*echoed \([0-9]*\) ms after.*/\1/p' "$out")
-	if [[ -n $ms ]] && ((ms <= 1000)); then
+	if [[ -n $ms ]] && ((ms <= 3000)); then
 		report "backlog recovery, 32 descriptors" held "4,000 waiting connections closed; a new client echoed $ms ms after"
 	else
 		report "backlog recovery, 32 descriptors" broken "$(tail -1 "$out")"
