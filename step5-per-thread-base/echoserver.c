@@ -16,14 +16,21 @@
  */
 
 #include <sys/types.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
 
+#ifdef __linux__
+#include <linux/sockios.h> /* SIOCOUTQ */
+#endif
+
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -69,13 +76,23 @@
 #define LINGER_SECONDS 2
 
 /*
- * At most this many clients refused over -c linger on each worker; the rest
- * are reset at once.  Refused clients are not counted against -c, so this
- * is what bounds the descriptors a flood of them holds.
+ * The descriptors the server needs besides its clients', measured on Linux
+ * with libevent 2.1: OWN_FDS for the process (standard streams, the accept
+ * loop's base, the listening socket), WORKER_FDS for each worker's base (its
+ * epoll, wakeup and signal descriptors), and SPARE_FDS for the unforeseen (a
+ * sanitizer's, a library's).  budget_descriptors() shares the rest of
+ * RLIMIT_NOFILE out: -c served clients, refused clients lingering, and
+ * sockets handed to a worker not yet picked up.
  */
-#define REFUSED_LINGER_MAX 16
+#define OWN_FDS	   10
+#define WORKER_FDS 4
+#define SPARE_FDS  8
 
-/* Out of descriptors: how long accepting pauses before it tries again. */
+/*
+ * Out of descriptors, accepting pauses until a connection closes; and, in
+ * case a descriptor is freed otherwise (a raised limit), tries again after
+ * this long.
+ */
 #define ACCEPT_RETRY_MS 100
 
 /*
@@ -89,10 +106,12 @@ struct worker;
 /* One connected client; only its worker's thread touches it. */
 typedef struct client {
 	int fd;
+	unsigned echo_end; /* -i: reset unless echo is taken by, now_ms() */
 	struct worker *worker;
 	struct event *read_ev;		/* persistent; its timeout is -i's */
 	struct event *write_ev;		/* added only while echo waits */
 	struct evbuffer *output_buffer; /* echo the socket did not take */
+	int unacked; /* -i: echo sent, not yet acknowledged */
 	/* Bit-fields: one word for the flags, so linger_end costs nothing. */
 	unsigned reading : 1;	/* read_ev is added */
 	unsigned closing : 1;	/* reading no more: finish once echoed */
@@ -133,12 +152,17 @@ static struct addrinfo *listen_ai;
 static const char *listen_addr = SERVER_ADDR, *listen_port = SERVER_PORT;
 static int numThreads;
 static int verbose;
-static int idle_seconds;		/* -i; 0: never */
-static int max_clients;			/* -c; 0: no limit */
-static atomic_int nclients;		/* live clients, all workers */
-static atomic_int exit_status;		/* runServer()'s return */
+static int idle_seconds;       /* -i; 0: never */
+static int max_clients;	       /* -c; 0: no limit */
+static int refused_linger_max; /* per worker: refused clients that linger */
+static size_t incoming_max;    /* per worker: sockets not yet picked up */
+static atomic_int nclients;    /* live clients, all workers */
+static atomic_int exit_status; /* runServer()'s return */
 static struct evconnlistener *listener; /* on evbase_accept */
 static struct event *retry_ev;		/* resumes a paused listener */
+static atomic_int accept_paused;	/* out of descriptors: not accepting */
+static long pause_start, pause_last;	/* accept loop's, in now_ms() */
+static int pause_tries; /* accept loop's: accept()s that failed */
 
 /* When the drain ends, on CLOCK_MONOTONIC; set before any drain starts. */
 static struct timespec drain_deadline;
@@ -244,6 +268,9 @@ closeAndFreeClient(client_t *client)
 		reset_on_close(client);
 	/* Nothing to do if it fails: the descriptor is released anyway. */
 	close(client->fd);
+	/* A descriptor is free: accept at once, not when the pause ends. */
+	if (atomic_load(&accept_paused))
+		event_active(retry_ev, EV_TIMEOUT, 0);
 	if (client->output_buffer != NULL)
 		evbuffer_free(client->output_buffer);
 	if (!client->refused)
@@ -342,6 +369,51 @@ client_finish(client_t *client, int eof)
 }
 
 /*
+ * The bytes sent on socket fd that its client has not acknowledged yet.  Its
+ * kernel may hold megabytes of them: what was written is not what was taken.
+ * Should it fail, or where the system cannot tell (SIOCOUTQ is Linux's), 0:
+ * the client then looks as if it took them.
+ */
+static int
+echo_unacked(int fd)
+{
+#ifdef SIOCOUTQ
+	int outq;
+
+	return ioctl(fd, SIOCOUTQ, &outq) == -1 ? 0 : outq;
+#else
+	(void)fd;
+	return 0;
+#endif
+}
+
+/*
+ * -i, echo waiting: wait for the socket until the client's deadline, which
+ * only the client taking echo moves (see echo_write_cb()).  A write callback
+ * restarts libevent's timeout whatever moved, so set what is left of it.
+ * Returns -1 if the deadline has passed or it could not, and closed the
+ * client, with a reset: echo is owed.
+ */
+static int
+client_echo_deadline(client_t *client)
+{
+	struct timeval left;
+	long ms;
+
+	/* Kept in 32 bits: -i is under a day, 2^31 ms is 24 days. */
+	if ((ms = (int)(client->echo_end - (unsigned)now_ms())) > 0) {
+		left.tv_sec = ms / 1000;
+		left.tv_usec = ms % 1000 * 1000;
+		if (event_add(client->write_ev, &left) == 0)
+			return 0;
+	}
+	if (verbose)
+		logx("%s: not reading", client->peer);
+	closeAndFreeClient(client);
+	return -1;
+}
+
+/*
  * The hot path: send what just arrived straight back with write(2), and keep
  * in an evbuffer only what the socket would not take.  Once anything waits
  * there, later data queues behind it so that the echo stays in order.
@@ -350,9 +422,10 @@ static void
 client_echo(client_t *client, const char *data, size_t len)
 {
 	ssize_t n = 0;
+	int queued = client->output_buffer != NULL &&
+		     evbuffer_get_length(client->output_buffer) > 0;
 
-	if (client->output_buffer == NULL ||
-	    evbuffer_get_length(client->output_buffer) == 0) {
+	if (!queued) {
 		if ((n = write(client->fd, data, len)) == -1) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != EINTR) {
@@ -374,9 +447,20 @@ client_echo(client_t *client, const char *data, size_t len)
 		closeAndFreeClient(client);
 		return;
 	}
+	/*
+	 * Watched from when echo first waits; then echo_write_cb() restarts
+	 * the timeout each time the client has taken some.  What the client
+	 * sends meanwhile must not restart it, or it could trickle a byte now
+	 * and then and never read.
+	 */
+	if (!queued && client->worker->idle_tv != NULL) {
+		client->echo_end = (unsigned)(now_ms() + idle_seconds * 1000L);
+		client->unacked = echo_unacked(client->fd);
+	}
 	if (evbuffer_add(client->output_buffer, data + n, len - (size_t)n) ==
 		    -1 ||
-	    event_add(client->write_ev, client->worker->idle_tv) == -1) {
+	    (!queued &&
+	     event_add(client->write_ev, client->worker->idle_tv) == -1)) {
 		logx("%s: cannot queue the echo", client->peer);
 		closeAndFreeClient(client);
 		return;
@@ -467,6 +551,7 @@ static void
 echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	client_t *client = arg;
+	int idle = client->worker->idle_tv != NULL, unacked = 0, n;
 	size_t left;
 
 	if (ev & EV_TIMEOUT) {
@@ -479,7 +564,14 @@ echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 		closeAndFreeClient(client);
 		return;
 	}
-	if (evbuffer_write(client->output_buffer, fd) == -1 &&
+	/*
+	 * The socket takes more when the client took some, but also when its
+	 * kernel grew the buffer: only fewer bytes unacknowledged than after
+	 * our last write say that the client took echo.
+	 */
+	if (idle && (unacked = echo_unacked(fd)) < client->unacked)
+		client->echo_end = (unsigned)(now_ms() + idle_seconds * 1000L);
+	if ((n = evbuffer_write(client->output_buffer, fd)) == -1 &&
 	    errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 		if (verbose)
 			logx("%s: %s", client->peer, strerror(errno));
@@ -497,6 +589,11 @@ echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 				client_linger(client);
 			return;
 		}
+	}
+	if (left > 0 && idle) {
+		client->unacked = unacked + (n > 0 ? n : 0);
+		if (client_echo_deadline(client) == -1)
+			return;
 	}
 	if (!client->reading && !client->closing && left <= LOW_WATER)
 		client_read(client);
@@ -568,9 +665,26 @@ format_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
 }
 
 /*
+ * Count one more client, unless -c are there already; return 0 then.  The
+ * count never goes over -c, not even for a moment: a client counted and
+ * taken back could make another worker refuse one under the limit.
+ */
+static int
+client_count_in(void)
+{
+	int n = atomic_load(&nclients);
+
+	do {
+		if (max_clients > 0 && n >= max_clients)
+			return 0;
+	} while (!atomic_compare_exchange_weak(&nclients, &n, n + 1));
+	return 1;
+}
+
+/*
  * On the worker's thread: create the connection for a handed-over socket, on
  * the worker's own base.  One over the -c limit is closed at once, without
- * an echo: lingering, or with a reset if REFUSED_LINGER_MAX already linger.
+ * an echo: lingering, or with a reset if refused_linger_max already linger.
  */
 static void
 client_new(struct worker *w, int fd)
@@ -586,10 +700,7 @@ client_new(struct worker *w, int fd)
 	}
 	client->fd = fd;
 	client->worker = w;
-	client->refused = atomic_fetch_add(&nclients, 1) >= max_clients &&
-			  max_clients > 0;
-	if (client->refused)
-		atomic_fetch_sub(&nclients, 1);
+	client->refused = !client_count_in();
 	TAILQ_INSERT_TAIL(&w->clients, client, entry);
 	w->nclients++;
 	if (verbose &&
@@ -609,7 +720,7 @@ client_new(struct worker *w, int fd)
 		logx("worker %d: %s: %s", w->id, client->peer,
 		     client->refused ? "over the limit" : "connected");
 	if (client->refused) {
-		if (w->nrefused < REFUSED_LINGER_MAX)
+		if (w->nrefused < refused_linger_max)
 			client_linger(client);
 		else {
 			reset_on_close(client);
@@ -642,6 +753,9 @@ wakeup_cb(evutil_socket_t fd, short ev, void *arg)
 	stopping = w->stopping;
 	mutex_unlock(&w->mutex);
 
+	/* The queue has room again: see on_accept(). */
+	if (n > 0 && atomic_load(&accept_paused))
+		event_active(retry_ev, EV_TIMEOUT, 0);
 	for (i = 0; i < n; i++)
 		client_new(w, incoming[i]);
 	free(incoming);
@@ -673,7 +787,7 @@ worker_main(void *arg)
 static int
 worker_hand_off(struct worker *w, int fd)
 {
-	int *grown;
+	int *grown, full;
 	size_t cap;
 
 	mutex_lock(&w->mutex);
@@ -688,10 +802,11 @@ worker_hand_off(struct worker *w, int fd)
 		w->incoming_cap = cap;
 	}
 	w->incoming[w->nincoming++] = fd;
+	full = w->nincoming >= incoming_max;
 	mutex_unlock(&w->mutex);
 	/* libevent locks the base and wakes its loop: see runServer(). */
 	event_active(w->wakeup_ev, EV_READ, 0);
-	return 0;
+	return full;
 }
 
 /* On the main thread: tell worker w to drain and stop, and wake it. */
@@ -749,18 +864,45 @@ static void
 on_accept(struct evconnlistener *l, evutil_socket_t client_fd,
 	  struct sockaddr *sa, int len, void *arg)
 {
+	static const struct timeval retry = {0, ACCEPT_RETRY_MS * 1000};
 	static unsigned int next;
+	struct worker *w = &workers[next++ % (unsigned int)numThreads];
+	int rc, room;
 
-	(void)l;
 	(void)sa;
 	(void)len;
 	(void)arg;
+	/* A second without running out ends the pause: say what it cost. */
+	if (pause_tries > 0 && now_ms() - pause_last >= 1000) {
+		logx("accepting again: %d accept()s out of descriptors over "
+		     "%ld ms",
+		     pause_tries, pause_last - pause_start);
+		pause_tries = 0;
+	}
 	/* From here on only the worker touches the connection. */
-	if (worker_hand_off(&workers[next++ % (unsigned int)numThreads],
-			    client_fd) == -1) {
+	if ((rc = worker_hand_off(w, client_fd)) == -1) {
 		logx("cannot queue a connection");
 		close(client_fd);
 	}
+	/*
+	 * That worker's queue is full: accept no more until it picks the
+	 * queue up (wakeup_cb()), or a connection closes; the descriptors
+	 * queued sockets hold are bounded too.
+	 */
+	if (rc != 1)
+		return;
+	atomic_store(&accept_paused, 1);
+	if (evconnlistener_disable(l) == -1 ||
+	    event_add(retry_ev, &retry) == -1) {
+		server_fail("pausing the listener");
+		return;
+	}
+	/* Picked up before the pause was set, the worker did not resume it. */
+	mutex_lock(&w->mutex);
+	room = w->nincoming < incoming_max;
+	mutex_unlock(&w->mutex);
+	if (room)
+		event_active(retry_ev, EV_TIMEOUT, 0);
 }
 
 /* Stop the accept loop; any thread may call it. */
@@ -790,7 +932,7 @@ server_fail(const char *what)
 /*
  * accept() failed.  Out of descriptors the client stays in the backlog, the
  * listening socket stays readable, and the loop would call accept() again at
- * once, forever: stop listening, and try again after a pause.
+ * once, forever: stop listening until a connection closes.
  */
 static void
 accept_error_cb(struct evconnlistener *l, void *arg)
@@ -803,19 +945,33 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 		logx("accept: %s", strerror(e));
 		return;
 	}
-	logx("accept (pausing for %d ms): %s", ACCEPT_RETRY_MS, strerror(e));
+	/*
+	 * One line for the pause, however often accepting stops and starts
+	 * while it lasts: see on_accept().
+	 */
+	pause_last = now_ms();
+	if (pause_tries++ == 0) {
+		pause_start = pause_last;
+		logx("accept: %s: pausing until a connection closes",
+		     strerror(e));
+	}
+	atomic_store(&accept_paused, 1);
 	if (evconnlistener_disable(l) == -1 ||
 	    event_add(retry_ev, &retry) == -1)
 		server_fail("pausing the listener");
 }
 
-/* The pause after running out of descriptors is over: accept again. */
+/*
+ * A connection closed (a worker made this active), or the pause after running
+ * out of descriptors is over: accept again.
+ */
 static void
 retry_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd;
 	(void)ev;
 	(void)arg;
+	atomic_store(&accept_paused, 0);
 	if (evconnlistener_enable(listener) == -1)
 		server_fail("resuming the listener");
 }
@@ -981,6 +1137,60 @@ parse_options(int argc, char *argv[], const char **addr, const char **port)
 }
 
 /*
+ * The main thread, once its loop is over: a second SIGINT or SIGTERM changes
+ * nothing, and once the signal events are freed, one would end the process
+ * by its default action, not with runServer()'s status.  Blocked, it waits,
+ * and exit() drops it; the workers' threads are joined by then.
+ */
+static void
+block_stop_signals(void)
+{
+	sigset_t set;
+	int rc;
+
+	if (sigemptyset(&set) == -1 || sigaddset(&set, SIGINT) == -1 ||
+	    sigaddset(&set, SIGTERM) == -1)
+		err(1, "sigaddset");
+	if ((rc = pthread_sigmask(SIG_BLOCK, &set, NULL)) != 0)
+		errx(1, "pthread_sigmask: %s", strerror(rc));
+}
+
+/*
+ * Share the descriptors RLIMIT_NOFILE allows out, before any base is made:
+ * exit 1 if the threads alone need more; lower -c, saying so, if it takes
+ * more than half of what is left; and give the rest, in halves, to refused
+ * clients lingering and to sockets queued for a worker, on every worker.
+ */
+static void
+budget_descriptors(void)
+{
+	struct rlimit rl;
+	long limit, room, spare;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		err(1, "getrlimit");
+	limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT_MAX
+			? INT_MAX
+			: (long)rl.rlim_cur;
+	room = limit - OWN_FDS - SPARE_FDS - (long)WORKER_FDS * numThreads;
+	if (room < 2L * numThreads)
+		errx(1,
+		     "%d threads need %ld descriptors, and the limit is %ld "
+		     "(ulimit -n)",
+		     numThreads, limit - room + 2L * numThreads, limit);
+	if (max_clients > room / 2) {
+		warnx("-c %d: %ld descriptors (ulimit -n) allow %ld; -c %ld",
+		      max_clients, limit, room / 2, room / 2);
+		max_clients = (int)(room / 2);
+	}
+	spare = max_clients > 0 ? room - max_clients : room / 2;
+	refused_linger_max = (int)(spare / 2 / numThreads);
+	incoming_max = (size_t)(spare / 2 / numThreads);
+	if (incoming_max < 1)
+		incoming_max = 1;
+}
+
+/*
  * Listen, start the workers and run the accept loop until killServer() ends
  * it; then free what the main thread owns and return 0, or 1 if
  * server_fail() ended it.
@@ -994,6 +1204,7 @@ runServer(void)
 	/* A client that vanishes must cost a write error, not the process. */
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		err(1, "signal");
+	budget_descriptors();
 
 	/*
 	 * Before any base exists: the main thread wakes the workers' bases,
@@ -1027,12 +1238,12 @@ runServer(void)
 
 	if (event_base_dispatch(evbase_accept) == -1)
 		errx(1, "event_base_dispatch failed");
+	block_stop_signals();
 
 	/*
 	 * Accept no one new, then ask every worker to finish its connections,
 	 * all by one deadline.  Each worker drains on its own thread.
 	 */
-	event_free(retry_ev);
 	evconnlistener_free(listener);
 	monotonic_now(&drain_deadline);
 	drain_deadline.tv_sec += DRAIN_SECONDS;
@@ -1048,6 +1259,8 @@ runServer(void)
 		worker_free(&workers[i]);
 	}
 	free(workers);
+	/* Only now: a worker's closing connection may make it active. */
+	event_free(retry_ev);
 	event_free(ev_sigterm);
 	event_free(ev_sigint);
 	event_base_free(evbase_accept);

@@ -6,10 +6,13 @@
  */
 
 #include <sys/types.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
+
+#include <linux/sockios.h>
 
 #include <err.h>
 #include <errno.h>
@@ -58,6 +61,34 @@ dial(void)
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1)
 		err(1, "connect to 127.0.0.1 port %s", port);
 	freeaddrinfo(ai);
+	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
+		err(1, "fcntl");
+	return fd;
+}
+
+/*
+ * Connect as dial() does, but with a receive buffer of rcvbuf bytes, set
+ * before the connect so that the window the server sees is small from the
+ * start.
+ */
+static int
+dial_small(int rcvbuf)
+{
+	struct sockaddr_in sin;
+	int fd, flags;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((unsigned short)atoi(port));
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1)
+		err(1, "socket");
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) ==
+	    -1)
+		err(1, "setsockopt SO_RCVBUF");
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+		err(1, "connect to 127.0.0.1 port %s", port);
 	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
 	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
 		err(1, "fcntl");
@@ -160,6 +191,159 @@ trickle(size_t n, long period, int after_fin)
 	printf("%s: %zu of %zu let go (a reset), %zu sent a FIN first; "
 	       "the last went %ld ms after its %s; %zu bytes echoed\n",
 	       mode, gone, n, fins, last, after_fin ? "FIN" : "connect", got);
+	for (i = 0; i < n; i++)
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	free(since);
+	free(pfd);
+}
+
+/*
+ * The send and receive queues of the TCP socket on 127.0.0.1 from local port
+ * lport to remote port rport, as /proc/net/tcp shows them to anyone; -1 if
+ * there is none.
+ */
+static int
+tcp_queues(unsigned lport, unsigned rport, unsigned long *tx, unsigned long *rx)
+{
+	char line[512];
+	unsigned lp, rp;
+	FILE *f;
+	int rc = -1;
+
+	if ((f = fopen("/proc/net/tcp", "r")) == NULL)
+		err(1, "/proc/net/tcp");
+	while (rc == -1 && fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, " %*u: %*x:%x %*x:%x %*x %lx:%lx", &lp, &rp,
+			   tx, rx) == 4 &&
+		    lp == lport && rp == rport)
+			rc = 0;
+	fclose(f);
+	return rc;
+}
+
+/* The local port of socket fd. */
+static unsigned
+local_port(int fd)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	if (getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
+		err(1, "getsockname");
+	return ntohs(sin.sin_port);
+}
+
+/*
+ * Send on fd until the server has read all of it and holds
+ * at least held bytes of its echo in the process itself: what it read minus
+ * what waits in its socket and in ours (the kernel's queues, from
+ * /proc/net/tcp).  The kernel may hold megabytes, so only this count says
+ * that the echo waits in the server.  Return what was sent.
+ */
+static size_t
+fill_server(int fd, size_t held, long deadline)
+{
+	static char buf[65536];
+	unsigned me = local_port(fd), srv = (unsigned)atoi(port);
+	unsigned long c_rx, s_tx, s_rx;
+	size_t sent = 0, chunk;
+	int outq, inq;
+	ssize_t w;
+
+	memset(buf, 's', sizeof(buf));
+	for (;;) {
+		if (now_ms() > deadline)
+			errx(1,
+			     "stall: the server did not take %zu bytes "
+			     "within -T",
+			     held);
+		/* Until the server has read everything we sent. */
+		if (ioctl(fd, SIOCOUTQ, &outq) == -1 ||
+		    ioctl(fd, SIOCINQ, &inq) == -1)
+			err(1, "ioctl");
+		if (outq != 0) {
+			poll(NULL, 0, 2);
+			continue;
+		}
+		if (tcp_queues(srv, me, &s_tx, &s_rx) == -1)
+			errx(1,
+			     "stall: the connection is not in /proc/net/tcp");
+		if (s_rx != 0) {
+			poll(NULL, 0, 2);
+			continue;
+		}
+		c_rx = (unsigned long)inq;
+		if (sent >= s_tx + c_rx + held)
+			return sent;
+		/*
+		 * What is missing, at most 64 KiB: the kernels take part of
+		 * it, so it takes a few rounds, each one quick.
+		 */
+		chunk = s_tx + c_rx + held - sent;
+		if (chunk > sizeof(buf))
+			chunk = sizeof(buf);
+		if ((w = write(fd, buf, chunk)) > 0)
+			sent += (size_t)w;
+		else if (errno != EAGAIN)
+			err(1, "write");
+	}
+}
+
+/*
+ * stall N HELD MS: N connections with a tiny receive buffer send until HELD
+ * bytes of each one's echo wait in the server process (below its
+ * high-water mark, so it still reads them), never read, then send one byte
+ * every MS ms.  Report how many the server let go (a reset) and when the
+ * last went, counted from the moment its HELD bytes waited: the echo it
+ * could take was all taken by then.  Once they all wait it says so on
+ * stderr; it stops at -T.
+ */
+static void
+stall(size_t n, size_t held, long period)
+{
+	struct pollfd *pfd;
+	size_t i, gone = 0;
+	long start = now_ms(), next, last = -1, *since;
+
+	if ((pfd = calloc(n, sizeof(*pfd))) == NULL ||
+	    (since = calloc(n, sizeof(*since))) == NULL)
+		err(1, "calloc");
+	for (i = 0; i < n; i++) {
+		pfd[i].fd = dial_small(1); /* the kernel's minimum */
+		fill_server(pfd[i].fd, held, start + timeout_ms);
+		since[i] = now_ms();
+		pfd[i].events = 0; /* errors only, from now */
+	}
+	fprintf(stderr, "stall: %zu connections hold %zu bytes\n", n, held);
+	for (gone = 0, next = now_ms();
+	     gone < n && now_ms() - start < timeout_ms;) {
+		if (poll(pfd, n, 20) == -1 && errno != EINTR)
+			err(1, "poll");
+		for (i = 0; i < n; i++) {
+			if (pfd[i].fd < 0)
+				continue;
+			/* A reset shows as an error, with or without a byte. */
+			if (!(pfd[i].revents & (POLLERR | POLLHUP))) {
+				if (now_ms() < next ||
+				    write(pfd[i].fd, "x", 1) != -1 ||
+				    errno == EAGAIN)
+					continue;
+				if (errno != EPIPE && errno != ECONNRESET)
+					err(1, "write");
+			}
+			if (now_ms() - since[i] > last)
+				last = now_ms() - since[i];
+			close(pfd[i].fd);
+			pfd[i].fd = -1;
+			gone++;
+		}
+		if (now_ms() >= next)
+			next += period;
+	}
+	printf("stall: %zu of %zu let go (a reset); the last went %ld ms after "
+	       "its echo stopped\n",
+	       gone, n, last);
 	for (i = 0; i < n; i++)
 		if (pfd[i].fd >= 0)
 			close(pfd[i].fd);
@@ -320,6 +504,50 @@ cut(size_t n, size_t from, size_t step)
 	free(pfd);
 }
 
+/*
+ * backlog N: N connections that send nothing, most of them left waiting in
+ * the server's backlog; once a line arrives on stdin, all close at once, and
+ * a new client sends a byte.  Report how long after the close its echo came
+ * back: the server had to take and drop the N first.
+ */
+static void
+backlog(size_t n)
+{
+	struct pollfd pfd;
+	long deadline = now_ms() + timeout_ms, closed;
+	size_t i, got = 0;
+	int *fds, fd, rc;
+
+	if ((fds = calloc(n, sizeof(*fds))) == NULL)
+		err(1, "calloc");
+	for (i = 0; i < n; i++)
+		fds[i] = dial();
+	printf("backlog: %zu connections open\n", n);
+	fflush(stdout);
+	wait_stdin(deadline);
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	closed = now_ms();
+	fd = dial();
+	if (write(fd, "x", 1) != 1)
+		err(1, "write");
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	while ((rc = peek_end(fd, &got)) == -2 && got == 0 &&
+	       now_ms() < deadline)
+		if (poll(&pfd, 1, 10) == -1 && errno != EINTR)
+			err(1, "poll");
+	if (got == 1)
+		printf("backlog: %zu closed; a new client echoed %ld ms "
+		       "after\n",
+		       n, now_ms() - closed);
+	else
+		printf("backlog: %zu closed; a new client got %s within -T\n",
+		       n, rc == -1 ? "a reset" : "no echo");
+	close(fd);
+	free(fds);
+}
+
 /* churn N: connect and close at once, N times in a row; report how long. */
 static void
 churn(size_t n)
@@ -345,8 +573,15 @@ usage(int status)
 		"  trickle N MS  N connections send a byte every MS ms;\n"
 		"                report when the server closed them\n"
 		"  linger N MS   the same, but silent until the server's FIN\n"
+		"  stall N HELD MS  N connections that never read send until\n"
+		"                HELD bytes of echo wait in the server, then\n"
+		"                a byte every MS ms; report when the\n"
+		"                server reset them\n"
 		"  owed N        N connections send a byte; after a line\n"
 		"                on stdin, report how each one ended\n"
+		"  backlog N     N connections wait unserved; after a line\n"
+		"                on stdin all close, and a new client\n"
+		"                reports when its echo came\n"
 		"  churn N       connect and close at once, N times\n"
 		"  cut N FROM STEP  N connections send FROM, FROM + STEP, ...\n"
 		"                bytes unread and shut down writing; after a\n"
@@ -418,8 +653,13 @@ main(int argc, char *argv[])
 		trickle(n, (long)number_arg("trickle", argv[2], MAX_MS), 0);
 	else if (strcmp(argv[0], "linger") == 0 && argc == 3)
 		trickle(n, (long)number_arg("linger", argv[2], MAX_MS), 1);
+	else if (strcmp(argv[0], "stall") == 0 && argc == 4)
+		stall(n, (size_t)number_arg("stall", argv[2], 1L << 30),
+		      (long)number_arg("stall", argv[3], MAX_MS));
 	else if (strcmp(argv[0], "owed") == 0 && argc == 2)
 		owed(n);
+	else if (strcmp(argv[0], "backlog") == 0 && argc == 2)
+		backlog(n);
 	else if (strcmp(argv[0], "churn") == 0 && argc == 2)
 		churn(n);
 	else if (strcmp(argv[0], "cut") == 0 && argc == 4)
