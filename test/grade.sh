@@ -142,7 +142,7 @@ if [[ -n $lab ]]; then
 		on && cur == k { text = text " " $0 }
 		END {
 			n = a = text
-			if (!sub(/.*make stage STEP=5 N=/, "", n)) exit
+			if (!sub(/.*make stage STEP=5 PATCH=/, "", n)) exit
 			sub(/[^0-9].*/, "", n)
 			if (sub(/.*ATTACK="/, "", a)) sub(/".*/, "", a)
 			else if (sub(/.*ATTACK=/, "", a)) sub(/[^a-z -].*/, "", a)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # The attack lab's exercises (chapter 5's README, "Make each attack hold"):
 # each starts from a stage of chapter 5's patch series (make stage STEP=5
-# N=K) whose attacks break, and its check is the lab itself (make attack
+# PATCH=K) whose attacks break, and its check is the lab itself (make attack
 # ATTACK=...), which exits 0 only when every attack named held.  For each
 # exercise: the check fails on its stage, passes with the chapter's next
 # patch applied (the worked solution), and rejects each of its wrong answers
@@ -28,7 +28,7 @@ lab_items() {
 		function flush(  n, a) {
 			if (k == "") return
 			n = a = text
-			if (!sub(/.*make stage STEP=5 N=/, "", n)) n = "?"
+			if (!sub(/.*make stage STEP=5 PATCH=/, "", n)) n = "?"
 			sub(/[^0-9].*/, "", n)
 			if (sub(/.*ATTACK="/, "", a)) sub(/".*/, "", a)
 			else if (sub(/.*ATTACK=/, "", a)) sub(/[^a-z-].*/, "", a)
@@ -65,7 +65,7 @@ run_lab() {
 	items=$(lab_items)
 	[[ -n $items ]] || fail "chapter 5's README has no exercise under 'Make each attack hold'"
 	while IFS=$'\t' read -r -u 9 k n attacks; do
-		[[ $n =~ ^[0-9]+$ ]] || fail "lab exercise $k names no stage (make stage STEP=5 N=K)"
+		[[ $n =~ ^[0-9]+$ ]] || fail "lab exercise $k names no stage (make stage STEP=5 PATCH=K)"
 		[[ $attacks != "?" ]] || fail "lab exercise $k names no ATTACK=..."
 		run env ATTACK="$attacks" bash "$ROOT/test/attack.sh" 5 /nonexistent
 		refute_output --partial "no attack named"
