@@ -124,6 +124,10 @@ readme-diffs:
 test/racehook.so: test/racehook.c
 	$(CC) $(TOOL_CFLAGS) -U_POSIX_C_SOURCE -fPIC -shared -o $@ $< -ldl
 
+# Chapter 2's timeline loads it into the work-queue demo to see its threads.
+test/jobtrace.so: test/jobtrace.c
+	$(CC) $(TOOL_CFLAGS) -U_POSIX_C_SOURCE -fPIC -shared -o $@ $< -ldl
+
 # The reference server runs one epoll loop per thread.
 test/epoll_echo: TOOL_CFLAGS += -pthread
 
@@ -162,8 +166,8 @@ attack: all test/attack test/echoclient
 
 # make timeline STEP=N [ECHOSERVER=path]: run chapter N's short scenario
 # against its server and draw what happened (test/timeline.sh).
-timeline: all test/timeline
-	@test -n "$(STEP)" || { echo "usage: make timeline STEP=N [ECHOSERVER=path] (N: 1, 3, 4 or 5)"; exit 2; }
+timeline: all test/timeline test/jobtrace.so
+	@test -n "$(STEP)" || { echo "usage: make timeline STEP=N [ECHOSERVER=path] (N: 1 to 5)"; exit 2; }
 	@bash test/timeline.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
 
 check: deps-check all $(TOOLS)

@@ -4,8 +4,8 @@
 # chapters' interface) and write OUT/stepSTEP.tsv, the events, and
 # OUT/stepSTEP.svg, their picture (test/timeline.awk).  OUT is
 # $TIMELINE_OUT, default test/results/timeline (test/results/latest/timeline
-# with a SERVER).  Chapter 2 has no server and
-# its demo logs no per-job event, so it has no timeline.
+# with a SERVER).  Chapter 2 has no server: its timeline is the work-queue
+# demo's threads, seen through test/jobtrace.so, beside chapter 4's.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,16 +23,55 @@ case $STEP in
 	scen="-t 4; a busy, a quiet and a non-reading client; SIGTERM at 1 s" ;;
 5) dir=step5-per-thread-base title="Chapter 5: two threads, four clients, all served at once"
 	scen="-t 2; four clients, a line every 200 ms each" ;;
-2)
-	echo "timeline: chapter 2 has no timeline: workqueue_demo prints totals," >&2
-	echo "not per-job events, and the chapter's code is not changed for a picture" >&2
-	exit 0
-	;;
+2) dir=step2-workqueue title="Chapter 2: the shutdown wakes every idle worker; each finds no job and sleeps again" ;;
 *)
-	echo "timeline: STEP must be 1, 3, 4 or 5 (2 has no server)" >&2
+	echo "timeline: STEP must be 1 to 5" >&2
 	exit 2
 	;;
 esac
+# the facts every picture names: the date and the machine
+cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+machine="$(nproc) CPUs, ${cpu:-unknown CPU}, Linux $(uname -r)"
+if [[ $STEP == 2 ]]; then
+	[[ -z ${2:-} ]] || {
+		echo "timeline: STEP=2 runs the chapters' workqueue_demo, not a server" >&2
+		exit 2
+	}
+	make -s -C "$ROOT" test/jobtrace.so >&2
+	mkdir -p "$OUT"
+	# Four workers, 16 jobs, then -i: half a second idle before the
+	# shutdown, every worker asleep; each job held 25 ms so it shows.
+	args="-w 4 -j 16 -i" job_ms=25
+	{
+		printf '# title\t%s\n' "$title"
+		printf '# command\tmake timeline STEP=2\n'
+		printf '# date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+		printf '# machine\t%s\n' "$machine"
+		printf '# job_ms\t%s\n' "$job_ms"
+		for c in 2 4; do
+			demo=$(cd "$ROOT" && echo step"$c"-*/workqueue_demo)
+			[[ -x $ROOT/$demo ]] || {
+				echo "timeline: $demo: no such program (make first?)" >&2
+				exit 1
+			}
+			printf '# run\t%s\t%s %s\n' "$c" "$demo" "$args"
+			rm -f "$OUT/jobtrace.log"
+			# It takes 1 s and bounds its own waits (10 s for the
+			# jobs); 20 s stops one that hangs all the same.
+			# shellcheck disable=SC2086
+			# env sets the library for the demo alone, not timeout.
+			timeout 20 env JOBTRACE_LOG="$OUT/jobtrace.log" JOBTRACE_JOB_MS=$job_ms \
+				LD_PRELOAD="$ROOT/test/jobtrace.so" "$ROOT/$demo" $args |
+				sed "s/^/# output\t$c\t/"
+			sed "s/^/$c\t/" "$OUT/jobtrace.log"
+		done
+		rm -f "$OUT/jobtrace.log"
+	} >"$OUT/step2.tsv.tmp"
+	mv "$OUT/step2.tsv.tmp" "$OUT/step2.tsv"
+	awk -f "$ROOT/test/timeline-jobs.awk" "$OUT/step2.tsv" >"$OUT/step2.svg"
+	echo "timeline: wrote ${OUT#"$ROOT"/}/step2.svg and step2.tsv"
+	exit 0
+fi
 SERVER=${2:-$ROOT/$dir/echoserver}
 # another server: the picture says what was run, not what the chapter shows
 [[ -z ${2:-} ]] || title="Chapter $STEP's scenario: $scen"
@@ -51,13 +90,12 @@ case $STEP in
 esac
 shown=$SERVER
 [[ $shown == "$ROOT"/* ]] && shown=${shown#"$ROOT"/}
-cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 {
 	printf '# title\t%s\n' "$title"
 	printf '# server\t%s -p 0 -v%s\n' "$shown" "$flags"
 	printf '# command\tmake timeline STEP=%s\n' "$STEP"
 	printf '# date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-	printf '# machine\t%s CPUs, %s, Linux %s\n' "$(nproc)" "${cpu:-unknown CPU}" "$(uname -r)"
+	printf '# machine\t%s\n' "$machine"
 	# chapter 4's DRAIN_SECONDS: the one deadline after the accept loop ends
 	[[ $STEP != 4 ]] || printf '# drain_ms\t1000\n'
 	"$ROOT/test/timeline" "step$STEP" "$SERVER"
