@@ -15,9 +15,12 @@
  *   lock, unlock    a created thread locks or unlocks the queue's mutex:
  *                   the first mutex any created thread locks
  *   sleep, wake     a thread enters or leaves pthread_cond_wait()
+ *                   (DETAIL of sleep: "cond" and the condition variable's
+ *                   address)
  *   signal,         the main thread calls pthread_cond_signal() or
- *   broadcast       pthread_cond_broadcast() on the condition variable the
- *                   threads sleep on (a job queued; the shutdown's wake-all)
+ *   broadcast       pthread_cond_broadcast() (DETAIL: as sleep's); on the
+ *                   one the workers sleep on, a job queued and the
+ *                   shutdown's wake-all
  *   end             the process exits (DETAIL: how many threads are inside
  *                   pthread_cond_wait() then, and how many created threads
  *                   are alive: have not ended)
@@ -33,6 +36,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +56,6 @@ static int log_fd = -1;
 static long job_ms;
 static struct timespec t0;
 static _Atomic(pthread_mutex_t *) queue_mutex;
-static _Atomic(pthread_cond_t *) queue_cond;
 static atomic_int created, ended, sleeping;
 static _Thread_local int self;	   /* 0: main, else the creation order */
 static _Thread_local int in_job;   /* unlocked the queue, not yet held */
@@ -222,11 +225,9 @@ pthread_mutex_unlock(pthread_mutex_t *m)
 int
 pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
-	pthread_cond_t *expected = NULL;
 	int rc;
 
-	atomic_compare_exchange_strong(&queue_cond, &expected, c);
-	note("sleep", NULL, 0, 0);
+	note("sleep", "cond %lx", (long)(uintptr_t)c, 0);
 	atomic_fetch_add(&sleeping, 1);
 	rc = real_wait(c, m);
 	atomic_fetch_sub(&sleeping, 1);
@@ -234,20 +235,20 @@ pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 	return rc;
 }
 
-/* pthread_cond_signal(): note the main thread's, on the queue's cond. */
+/* pthread_cond_signal(): note the main thread's. */
 int
 pthread_cond_signal(pthread_cond_t *c)
 {
-	if (self == 0 && c == atomic_load(&queue_cond))
-		note("signal", NULL, 0, 0);
+	if (self == 0)
+		note("signal", "cond %lx", (long)(uintptr_t)c, 0);
 	return real_signal(c);
 }
 
-/* pthread_cond_broadcast(): note the main thread's, on the queue's cond. */
+/* pthread_cond_broadcast(): note the main thread's. */
 int
 pthread_cond_broadcast(pthread_cond_t *c)
 {
-	if (self == 0 && c == atomic_load(&queue_cond))
-		note("broadcast", NULL, 0, 0);
+	if (self == 0)
+		note("broadcast", "cond %lx", (long)(uintptr_t)c, 0);
 	return real_broadcast(c);
 }

@@ -27,15 +27,20 @@ BEGIN {
 	c = $1; t = $2 + 0; th = $3 + 0; ev = $4
 	if (t > tmax) tmax = t
 	if (th == 0) {
-		if (ev == "broadcast" && !((c, "bc") in at)) at[c, "bc"] = t
-		else if (ev == "signal") { nq[c]++; queued[c, nq[c]] = t }
+		# main() signals and broadcasts: kept for the cond the workers
+		# sleep on, known at the end
+		if (ev == "broadcast") { nb[c]++; bcast[c, nb[c]] = t; bcond[c, nb[c]] = $5 }
+		else if (ev == "signal") { nsig[c]++; sig[c, nsig[c]] = t; scond[c, nsig[c]] = $5 }
 		else if (ev == "end") { at[c, "end"] = t; endnote[c] = $5 }
 		next
 	}
 	if (th > nth[c]) nth[c] = th
 	if (ev == "start") born[c, th] = t
 	else if (ev == "exit") died[c, th] = t
-	else if (ev == "sleep") { ns[c, th]++; s0[c, th, ns[c, th]] = t }
+	else if (ev == "sleep") {
+		ns[c, th]++; s0[c, th, ns[c, th]] = t
+		if (!(c in qcond)) qcond[c] = $5
+	}
 	else if (ev == "wake") s1[c, th, ns[c, th]] = t
 	else if (ev == "unlock") { open_[c, th] = t }
 	else if (ev == "lock" && ((c, th) in open_)) {
@@ -115,6 +120,14 @@ function panel(c, y,    th, i, yy, stop, h, n, asleep) {
 }
 
 END {
+	# the queue's cond: jobs queued, and the shutdown's first broadcast
+	for (n = 1; n <= nruns; n++) {
+		c = runs[n]
+		for (i = 1; i <= nsig[c]; i++)
+			if (scond[c, i] == qcond[c]) { nq[c]++; queued[c, nq[c]] = sig[c, i] }
+		for (i = nb[c]; i >= 1; i--)
+			if (bcond[c, i] == qcond[c]) at[c, "bc"] = bcast[c, i]
+	}
 	tend = tmax * 1.02
 	if (tend <= 0) tend = 1
 	H = TOP

@@ -94,7 +94,7 @@ lesson() {
 			if (nw != 2) bad("the log names " nw " workers, not 2")
 		}
 		exit failed
-	}' "$2"
+	}' "$2" "$2"
 }
 
 # lesson_jobs CHAPTER FILE: check the lesson of CHAPTER's run (2 or 4) in
@@ -104,10 +104,13 @@ lesson() {
 # waits up to 200 ms (its GRACE_MS) for leaving workers and exits.
 lesson_jobs() {
 	awk -F'\t' -v ch="$1" '
+	# the first pass: the cond the workers sleep on, and the first
+	# broadcast main() makes on it, the shutdown
+	NR == FNR { if ($1 == ch && $3 > 0 && $4 == "sleep" && qcond == "") qcond = $5; next }
 	$1 == "# run" && $2 == ch { n = split($3, a, " "); for (i = 1; i < n; i++) { if (a[i] == "-w") w = a[i + 1]; if (a[i] == "-j") j = a[i + 1] } }
 	$1 == "# output" && $2 == ch && $3 ~ /^workers alive after shutdown: / { alive = $3; sub(/.*: /, "", alive) }
 	/^#/ || $1 != ch { next }
-	$3 == 0 && $4 == "broadcast" && bc == "" { bc = $2 }
+	$3 == 0 && $4 == "broadcast" && $5 == qcond && bc == "" { bc = $2 }
 	$3 == 0 && $4 == "end" { endt = $2; endnote = $5 }
 	$3 == 0 { next }
 	$4 == "start" { started++ }
@@ -152,7 +155,7 @@ lesson_jobs() {
 			if (alive != "0") bad("the demo counted " alive " workers alive, not 0")
 		}
 		exit failed
-	}' "$2"
+	}' "$2" "$2"
 }
 
 # run_timeline STEP: a fresh run into $OUT, checked.
