@@ -951,6 +951,36 @@ check_accept_pauses() {
 	echo "# built with $TSAN_CC; exit status $STATUS" >&3
 }
 
+# threads_left_at_base_free TRACE MAIN: in an strace -f TRACE of the server
+# whose main thread is MAIN (traced: clone, clone3, exit, epoll_create1,
+# close), the threads it started that had not called exit() when MAIN
+# closed the first epoll descriptor it had made (a base freed), one a line.
+# Fails if MAIN freed no base.
+threads_left_at_base_free() {
+	awk -v main="$2" '
+	# "TID call(...) = N", or its "<... call resumed> ... = N" half
+	function result(call) {
+		return $0 ~ ("^[0-9]+ (" call "\\(|<\\.\\.\\. " call " resumed>)") &&
+		    $NF ~ /^[0-9]+$/ && $(NF - 1) == "="
+	}
+	result("clone3?") { started[$NF] = 1 }
+	$2 ~ /^exit\(/ { ended[$1] = 1 }
+	$1 == main && result("epoll_create1?") { base[$NF] = 1 }
+	$1 == main && $2 ~ /^close\([0-9]+/ {
+		fd = $2
+		sub(/^close\(/, "", fd)
+		sub(/[^0-9].*/, "", fd)
+		if (fd in base) {
+			freed = 1
+			for (t in started)
+				if (!(t in ended))
+					print t
+			exit
+		}
+	}
+	END { exit !freed }' "$1"
+}
+
 # One loop thread, and a work thread for the blocking work: a read that
 # begins with "SLOW " takes 2 s of work (a sleep) before its echo.  With -t 1
 # the slow client and a fast one share the one loop.  The fast client
@@ -961,13 +991,17 @@ check_accept_pauses() {
 # 19 ms in 11 runs on 2026-12-02, a 2-core machine shared with other tests).
 # 500 ms leaves 25x that, and lies far below the 1.5 s a sleeping loop costs
 # even if a ping is sent 0.5 s late.  The reply to the slow request
-# is written by the thread that writes every ping's echo: the loop's.
+# is written by the thread that writes every ping's echo: the loop's.  At
+# shutdown every thread the server started, the work thread too, has ended
+# before the first base is freed: a work thread never stopped or joined is
+# still there then, every time, whether or not it has a job in hand.
 # bats test_tags=exercise
 @test "exercise 5: a SLOW request is echoed after its 2 s of work, by the loop thread, while another client's pings on the same worker each come back within 500 ms" {
 	exercise 5
 	local trace=$BATS_TEST_TMPDIR/writes.trace slow fast reply t0 t1 ms
 	local i=0 worst=0 slow_ms slow_tid ping_tids
-	start_traced_server "$trace" -e trace=write -- -t 1
+	start_traced_server "$trace" \
+		-e trace=write,exit,clone,clone3,epoll_create,epoll_create1,close -- -t 1
 	exec {fast}<>"/dev/tcp/127.0.0.1/$PORT"
 	exec {slow}<>"/dev/tcp/127.0.0.1/$PORT"
 	printf 'ping 0\n' >&"$fast"
@@ -1005,6 +1039,10 @@ check_accept_pauses() {
 	assert_equal "$(wc -l <<<"$ping_tids")" 1
 	assert_equal "slow reply written by thread $slow_tid" \
 		"slow reply written by thread $ping_tids"
+	run threads_left_at_base_free "$trace" "$SERVER_PID"
+	assert_success
+	[[ -z $output ]] ||
+		fail "threads $output still ran when the main thread freed the first base: the work thread is not stopped and joined before the bases are freed"
 
 	# A job that outlives its client: under AddressSanitizer (a job that
 	# kept a client_t * reads freed memory when it comes back; no check
