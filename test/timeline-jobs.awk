@@ -49,19 +49,6 @@ BEGIN {
 	}
 }
 
-function x(t) { return LEFT + t * (W - LEFT - RIGHT) / tend }
-function esc(s) { gsub(/&/, "\\&amp;", s); gsub(/</, "\\&lt;", s); gsub(/>/, "\\&gt;", s); return s }
-function text(px, py, s, extra) {
-	printf "<text x=\"%.1f\" y=\"%.1f\"%s>%s</text>\n", px, py, extra, esc(s)
-}
-function line(x1, y1, x2, y2, style) {
-	printf "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" %s/>\n", x1, y1, x2, y2, style
-}
-function rect(rx, ry, rw, rh, fill, extra) {
-	if (rw < 0.5) rw = 0.5
-	printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"%s/>\n", rx, ry, rw, rh, fill, extra
-}
-
 # panel(C, Y): chapter C's run, its heading at Y; the height it took.
 function panel(c, y,    th, i, yy, stop, h, n, asleep) {
 	text(12, y + 14, "Chapter " c "'s queue: " cmd[c], " font-weight=\"bold\"")

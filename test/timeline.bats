@@ -237,14 +237,14 @@ run_timeline() {
 	for s in 1 3 4 5; do
 		run lesson "$s" "$PICS/step$s.tsv"
 		assert_success
-		awk -f "$ROOT/test/timeline.awk" "$PICS/step$s.tsv" >"$OUT/step$s.svg"
+		awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$PICS/step$s.tsv" >"$OUT/step$s.svg"
 		cmp "$OUT/step$s.svg" "$PICS/step$s.svg"
 	done
 	for s in 2 4; do
 		run lesson_jobs "$s" "$PICS/step2.tsv"
 		assert_success
 	done
-	awk -f "$ROOT/test/timeline-jobs.awk" "$PICS/step2.tsv" >"$OUT/step2.svg"
+	awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline-jobs.awk" "$PICS/step2.tsv" >"$OUT/step2.svg"
 	cmp "$OUT/step2.svg" "$PICS/step2.svg"
 }
 

@@ -2,7 +2,7 @@
 # timeline.sh STEP [SERVER]: run chapter STEP's scenario (test/timeline.c)
 # against SERVER (default: the chapter's echoserver; any server with the
 # chapters' interface) and write OUT/stepSTEP.tsv, the events, and
-# OUT/stepSTEP.svg, their picture (test/timeline.awk).  OUT is
+# OUT/stepSTEP.svg, their picture (test/timeline.awk, test/svg.awk).  OUT is
 # $TIMELINE_OUT, default test/results/timeline (test/results/latest/timeline
 # with a SERVER).  Chapter 2 has no server: its timeline is the work-queue
 # demo's threads, seen through test/jobtrace.so, beside chapter 4's.
@@ -68,7 +68,7 @@ if [[ $STEP == 2 ]]; then
 		rm -f "$OUT/jobtrace.log"
 	} >"$OUT/step2.tsv.tmp"
 	mv "$OUT/step2.tsv.tmp" "$OUT/step2.tsv"
-	awk -f "$ROOT/test/timeline-jobs.awk" "$OUT/step2.tsv" >"$OUT/step2.svg"
+	awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline-jobs.awk" "$OUT/step2.tsv" >"$OUT/step2.svg"
 	echo "timeline: wrote ${OUT#"$ROOT"/}/step2.svg and step2.tsv"
 	exit 0
 fi
@@ -101,5 +101,5 @@ shown=$SERVER
 	"$ROOT/test/timeline" "step$STEP" "$SERVER"
 } >"$OUT/step$STEP.tsv.tmp"
 mv "$OUT/step$STEP.tsv.tmp" "$OUT/step$STEP.tsv"
-awk -f "$ROOT/test/timeline.awk" "$OUT/step$STEP.tsv" >"$OUT/step$STEP.svg"
+awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$OUT/step$STEP.tsv" >"$OUT/step$STEP.svg"
 echo "timeline: wrote ${OUT#"$ROOT"/}/step$STEP.svg and step$STEP.tsv"
