@@ -115,8 +115,9 @@ handout:
 test/%: test/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
 
-# The client and the load generator share their payload and size parser.
-test/echoclient test/loadgen: test/tools.h
+# The client, the load generator and the attack lab's client share their
+# payload, size parser, clock and connect (test/tools.h).
+test/echoclient test/loadgen test/attack: test/tools.h
 
 readme-diffs:
 	bash test/readme-diffs.sh

@@ -26,73 +26,26 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools.h"
+
 #define MAX_MS	  86400000 /* a day, for -T and the modes' periods */
 #define MAX_CONNS 100000
 
 static const char *port;
 static long timeout_ms = 30000;
 
-/* Milliseconds on a clock that never jumps. */
-static long
-now_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-		err(1, "clock_gettime");
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Connect to the server on 127.0.0.1; the socket is then non-blocking. */
 static int
 dial(void)
 {
-	struct addrinfo hints, *ai;
-	int fd, flags, rc;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_INET;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	if ((rc = getaddrinfo("127.0.0.1", port, &hints, &ai)) != 0)
-		errx(2, "port %s: %s", port, gai_strerror(rc));
-	if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
-		err(1, "socket");
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1)
-		err(1, "connect to 127.0.0.1 port %s", port);
-	freeaddrinfo(ai);
-	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
-	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
-		err(1, "fcntl");
-	return fd;
+	return dial_to("127.0.0.1", port, 0);
 }
 
-/*
- * Connect as dial() does, but with a receive buffer of rcvbuf bytes, set
- * before the connect so that the window the server sees is small from the
- * start.
- */
+/* Connect as dial() does, but with a receive buffer of rcvbuf bytes. */
 static int
 dial_small(int rcvbuf)
 {
-	struct sockaddr_in sin;
-	int fd, flags;
-
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((unsigned short)atoi(port));
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) == -1)
-		err(1, "socket");
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) ==
-	    -1)
-		err(1, "setsockopt SO_RCVBUF");
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
-		err(1, "connect to 127.0.0.1 port %s", port);
-	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
-	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
-		err(1, "fcntl");
-	return fd;
+	return dial_to("127.0.0.1", port, rcvbuf);
 }
 
 /*
@@ -603,21 +556,6 @@ number_arg(const char *what, const char *s, long max)
 		usage(2);
 	}
 	return n;
-}
-
-/* Raise the open-file limit to its hard limit, so that n connections fit. */
-static void
-raise_nofile(size_t n)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
-		err(1, "getrlimit");
-	rl.rlim_cur = rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-		err(1, "setrlimit");
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < n + 16)
-		errx(1, "%zu connections do not fit the open-file limit", n);
 }
 
 /* Parse the options and run the mode. */

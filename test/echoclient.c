@@ -59,40 +59,11 @@ static long late_ms = -1;
 static int rcvbuf;
 static int shut_early;
 
-/* Milliseconds on a clock that never jumps. */
-static long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Connect to the server; the socket is non-blocking once connected. */
 static int
 dial(void)
 {
-	struct addrinfo hints, *ai;
-	int fd, rc;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0)
-		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
-	if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
-		err(1, "socket");
-	/* Before connecting, so that the window the server sees is small. */
-	if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
-				     sizeof(rcvbuf)) == -1)
-		err(1, "setsockopt SO_RCVBUF");
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1)
-		err(1, "connect to %s port %s", addr, port);
-	freeaddrinfo(ai);
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
-		err(1, "fcntl");
-	return fd;
+	return dial_to(addr, port, rcvbuf);
 }
 
 /*

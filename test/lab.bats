@@ -38,21 +38,18 @@ lab_items() {
 		END { flush() }' "$README"
 }
 
-# stage K DIR: chapter 5 as it is after its patch K, built, in DIR.
+# stage K DIR [PATCH]: chapter 5 as it is after its patch K, with PATCH
+# (a wrong answer) applied when one is given, built, in DIR.
 stage() {
+	local what="chapter 5 after patch $1"
 	bash "$ROOT/test/patches.sh" apply 5 "$1" "$2" >/dev/null ||
 		fail "chapter 5's patches do not apply up to $1"
+	if [[ -n ${3:-} ]]; then
+		patch -s -p1 -d "$2" <"$3" || fail "${3##*/} does not apply after patch $1"
+		what=${3##*/}
+	fi
 	make -s -C "$2" >"$2.build.log" 2>&1 ||
-		fail "chapter 5 after patch $1 does not build: $(tail -5 "$2.build.log")"
-}
-
-# with_patch K PATCH DIR: chapter 5 after its patch K, PATCH applied, built.
-with_patch() {
-	bash "$ROOT/test/patches.sh" apply 5 "$1" "$3" >/dev/null ||
-		fail "chapter 5's patches do not apply up to $1"
-	patch -s -p1 -d "$3" <"$2" || fail "${2##*/} does not apply after patch $1"
-	make -s -C "$3" >"$3.build.log" 2>&1 ||
-		fail "${2##*/} does not build: $(tail -5 "$3.build.log")"
+		fail "$what does not build: $(tail -5 "$2.build.log")"
 }
 
 # run_lab SERVER ATTACKS: the lab's check against SERVER; sets status, output.
@@ -108,7 +105,7 @@ run_lab() {
 		for p in "$ROOT"/test/solutions/step5-lab"$k".wrong-*.patch; do
 			name=${p##*/}
 			dir=$BATS_TEST_TMPDIR/${name%.patch}
-			with_patch "$n" "$p" "$dir"
+			stage "$n" "$dir" "$p"
 			for ((i = 1; i <= WRONG_RUNS; i++)); do
 				run_lab "$dir/echoserver" "$attacks"
 				((status == 3)) ||

@@ -1,29 +1,37 @@
 /*
- * tools.h: what the test client (echoclient) and the load generator
- * (loadgen) share: the bytes a connection sends, the size parser for their
- * options, and the descriptor limit they raise.
+ * tools.h: what the test client (echoclient), the load generator (loadgen)
+ * and the attack lab's client (attack) share: the bytes a connection sends,
+ * the size parser for their options, the descriptor limit they raise, their
+ * clock and how they connect.
  *
  * Every byte a connection sends is a function of its seed and of the byte's
  * offset in the stream, so the receiver can recompute and check any echoed
  * byte without keeping a copy of what it sent.
  */
 
+/* Every function is inline: a tool that does not use one gets no warning. */
+
 #ifndef TOOLS_H
 #define TOOLS_H
 
 #include <sys/types.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <err.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 /*
  * splitmix64's mixer: a bijection, so no two 8-byte words of one stream are
  * alike, and good enough that a shifted or repeated block never matches.
  */
-static uint64_t
+static inline uint64_t
 payload_mix(uint64_t x)
 {
 	x += 0x9e3779b97f4a7c15ULL;
@@ -33,7 +41,7 @@ payload_mix(uint64_t x)
 }
 
 /* Fill buf with the len bytes the stream with this seed has at offset off. */
-static void
+static inline void
 payload_fill(uint64_t seed, uint64_t off, unsigned char *buf, size_t len)
 {
 	uint64_t word = payload_mix(seed ^ (off >> 3));
@@ -53,7 +61,7 @@ payload_fill(uint64_t seed, uint64_t off, unsigned char *buf, size_t len)
  * suffix that would push it past max (or past 64 bits) is refused, not
  * wrapped around.
  */
-static int
+static inline int
 parse_size(const char *s, uint64_t max, uint64_t *n)
 {
 	unsigned long long v;
@@ -89,7 +97,7 @@ parse_size(const char *s, uint64_t max, uint64_t *n)
 }
 
 /* Raise the open-file limit so that n connections fit, or exit 1. */
-static void
+static inline void
 raise_nofile(size_t n)
 {
 	struct rlimit rl;
@@ -107,6 +115,47 @@ raise_nofile(size_t n)
 		     "cannot hold %zu connections: the open-file limit is "
 		     "%llu (ulimit -Hn); raise it, or ask for fewer",
 		     n, (unsigned long long)rl.rlim_cur);
+}
+
+/* Milliseconds on a clock that never jumps. */
+static inline long
+now_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+		err(1, "clock_gettime");
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Connect to addr port (numeric both), with a receive buffer of rcvbuf
+ * bytes when rcvbuf > 0, set before the connect so that the window the
+ * server sees is small from the start; the socket is then non-blocking.
+ */
+static inline int
+dial_to(const char *addr, const char *port, int rcvbuf)
+{
+	struct addrinfo hints, *ai;
+	int fd, flags, rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0)
+		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
+	if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
+		err(1, "socket");
+	if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+				     sizeof(rcvbuf)) == -1)
+		err(1, "setsockopt SO_RCVBUF");
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1)
+		err(1, "connect to %s port %s", addr, port);
+	freeaddrinfo(ai);
+	if ((flags = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
+		err(1, "fcntl");
+	return fd;
 }
 
 #endif
