@@ -20,8 +20,11 @@
 # the program in a session and process group of its own and, where the
 # machine allows, a pids cgroup of its own; limits its processes, CPU time
 # and file size; runs it as the unprivileged user GRADE_USER (default
-# gradebox, created when missing) when the grader runs as root; and kills it
-# when it outlives a test.  At the end of every test (helper.bash's
+# gradebox, created when missing) when the grader runs as root; as root and
+# where the kernel allows, in a mount namespace of its own where every mount
+# is read-only but a private /tmp and /dev/shm (its scratch, empty at each
+# start) -- elsewhere the grading says in a note that the program can write
+# /tmp and what its user may; and kills it when it outlives a test.  At the end of every test (helper.bash's
 # teardown) everything it started is killed, and a process left over fails
 # the test.
 #
@@ -441,13 +444,19 @@ done
 # counts the program's system calls (strace -f) counts few of the wrapper's.
 cat >"$box/boxexec.c" <<'EOF'
 #define _GNU_SOURCE
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+
+#include <linux/mount.h>
 
 #include <dirent.h>
 #include <err.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +507,69 @@ limit(int res, rlim_t n)
 		err(126, "box: setrlimit");
 }
 
+/* Make the directories of PATH (absolute) with MODE, each if missing. */
+static void
+make_path(const char *path, mode_t mode)
+{
+	char p[4096];
+	char *slash;
+
+	snprintf(p, sizeof(p), "%s", path);
+	for (slash = strchr(p + 1, '/');; slash = strchr(slash + 1, '/')) {
+		if (slash != NULL)
+			*slash = '\0';
+		if (mkdir(p, mode) == -1 && errno != EEXIST)
+			err(126, "box: mkdir %s", p);
+		if (slash == NULL)
+			return;
+		*slash = '/';
+	}
+}
+
+/* Mount an empty tmpfs of the program's own on DIR, if DIR is there. */
+static void
+scratch(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) == -1)
+		return;
+	if (mount("box", dir, "tmpfs", MS_NOSUID | MS_NODEV,
+		  "mode=1777,size=64m") == -1)
+		err(126, "box: a tmpfs on %s", dir);
+}
+
+/* A mount namespace of the program's own: every mount read-only, but a
+ * private /tmp and /dev/shm (its scratch, gone with it); the grading's
+ * directory, when under /tmp, shows there again, read-only. */
+static void
+read_only_view(void)
+{
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	char path[64];
+	int work;
+
+	if (unshare(CLONE_NEWNS) == -1)
+		err(126, "box: unshare(CLONE_NEWNS)");
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1)
+		err(126, "box: a private /");
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro,
+		    sizeof(ro)) == -1)
+		err(126, "box: a read-only /");
+	/* the directory as this namespace mounts it, before /tmp is covered */
+	if ((work = open(WORK, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+		err(126, "box: %s", WORK);
+	scratch("/tmp");
+	scratch("/dev/shm");
+	if (strncmp(WORK, "/tmp/", 5) == 0) {
+		make_path(WORK, 0755);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", work);
+		if (mount(path, WORK, NULL, MS_BIND | MS_REC, NULL) == -1)
+			err(126, "box: %s again", WORK);
+	}
+	close(work);
+}
+
 /* Run PROG in the box with this program's arguments. */
 int
 main(int argc, char **argv)
@@ -517,6 +589,8 @@ main(int argc, char **argv)
 	limit(RLIMIT_NPROC, 512);
 	limit(RLIMIT_CPU, CPU_SECONDS);
 	limit(RLIMIT_FSIZE, 64 << 20);
+	if (MOUNT_NS)
+		read_only_view();
 	if (BOX_UID >= 0) {
 		if (setgroups(0, NULL) == -1 || setgid(BOX_GID) == -1 ||
 		    setuid(BOX_UID) == -1)
@@ -562,11 +636,35 @@ rm -f '$box'/started.*
 EOF
 chmod 755 "$box/end-test"
 mkdir "$work/bin"
-for prog in $progs; do
-	cc -O1 -o "$work/bin/$prog" "$box/boxexec.c" -DPROG="\"$copy/$prog\"" -DBOX="\"$box\"" \
-		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" \
+# build_box OUT PROG MOUNT_NS: the wrapper OUT that runs PROG in the box.
+build_box() {
+	cc -O1 -o "$1" "$box/boxexec.c" -DPROG="\"$2\"" -DBOX="\"$box\"" -DWORK="\"$work\"" \
+		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" -DMOUNT_NS="$3" \
 		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$work/box.log" ||
 		misuse "cannot build the box: $(cat "$work/box.log")"
+}
+# The read-only view needs root (a mount namespace) and a kernel that gives
+# one (5.12 or later for a recursive read-only remount): tried once with
+# true(1) in the box; without it the box is the rest (GRADE_MOUNT_NS=0
+# asks for that).
+mount_ns=0
+if ((EUID != 0)); then
+	ns_note="the grader does not run as root"
+elif [[ ${GRADE_MOUNT_NS:-1} == 0 ]]; then
+	ns_note="GRADE_MOUNT_NS=0"
+else
+	build_box "$work/bin/probe" "$(type -P true)" 1
+	if "$work/bin/probe" 2>"$work/probe.log" </dev/null; then
+		mount_ns=1
+	else
+		ns_note=$(head -1 "$work/probe.log")
+	fi
+	rm -f "$work/bin/probe"
+	"$box/end-test" >/dev/null 2>&1
+fi
+((mount_ns)) || echo "grade: note: no read-only view for the student's code ($ns_note): it can write /tmp and whatever its user may write"
+for prog in $progs; do
+	build_box "$work/bin/$prog" "$copy/$prog" "$mount_ns"
 done
 chmod 755 "$work/bin"
 
