@@ -56,6 +56,8 @@
 #                       one test per attack its check names (test/attack.sh,
 #                       with the attack clients and the server in the box)
 #   GRADE_TEST_TIMEOUT, GRADE_TIMEOUT  the limits above, in seconds
+#   GRADE_MOUNT_NS=0    no mount namespace for the box (what a machine
+#                       without one gets; the grading says so in a note)
 # Every run that gets as far as DIR writes its report, a broken submission
 # too: every planned test fails with the message that names the missing
 # part or shows the compiler's errors, so max_score is the same.
