@@ -506,6 +506,21 @@ C
 	assert_equal "$(cat "$base/repo/notes.txt")" mine
 }
 
+@test "finding 4: the builds the checks make from the student's sources run in the box: chapter 4 exercise 5's build with the student's Makefile writes neither /tmp nor a world-writable directory" {
+	((EUID == 0)) || skip "a mount namespace needs a grader that runs as root"
+	local base name=grade-box-evil.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod 777 "$base"
+	student 4
+	# make runs \$(shell) at every start: the check's clean and its build
+	sed -i "1i \$(shell touch /tmp/$name $base/evil)" "$STUDENT/Makefile"
+	EXERCISES=1 STUDENT_MAKEFILE=1 GRADE_FILTER='^exercise 5:' grade 4 "$STUDENT"
+	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
+	assert_output --partial "exercise 5: linked without event_pthreads"
+	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's Makefile wrote outside the box"
+}
+
 @test "finding 4: GRADE_MOUNT_NS=0 (what a machine without mount namespaces gets): a one-line note says the student's code can write /tmp, and grading works" {
 	GRADE_MOUNT_NS=0 GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
 	assert_success

@@ -23,8 +23,11 @@
 # gradebox, created when missing) when the grader runs as root; as root and
 # where the kernel allows, in a mount namespace of its own where every mount
 # is read-only but a private /tmp and /dev/shm (its scratch, empty at each
-# start) -- elsewhere the grading says in a note that the program can write
-# /tmp and what its user may; and kills it when it outlives a test.  At the end of every test (helper.bash's
+# start) and the scratch directory GRADE_SCRATCH (emptied after each test)
+# -- elsewhere the grading says in a note that the program can write /tmp
+# and what its user may; and kills it when it outlives a test.  GRADE_BOXRUN
+# runs any command in the same box: the tests' builds from the student's
+# sources and Makefile (in GRADE_SCRATCH), and the sanitizer servers.  At the end of every test (helper.bash's
 # teardown) everything it started is killed, and a process left over fails
 # the test.
 #
@@ -420,6 +423,9 @@ done
 
 mkdir -p "$box"
 : >"$box/pids"
+# the box's one writable directory, emptied after every test
+scratch=$work/scratch
+mkdir -m 700 "$scratch"
 box_uid=-1 box_gid=-1
 if ((EUID == 0)); then
 	box_user=${GRADE_USER:-gradebox}
@@ -429,6 +435,7 @@ if ((EUID == 0)); then
 	box_uid=$(id -u "$box_user") box_gid=$(id -g "$box_user")
 	# the box user reads and runs the programs, nothing else of the grader's
 	chmod 711 "$work"
+	chown "$box_uid:$box_gid" "$scratch"
 	chmod 755 "$copy" "$box"
 fi
 # A pids cgroup of this grading's own, where the machine has one to give.
@@ -542,12 +549,13 @@ scratch(const char *dir)
 }
 
 /* A mount namespace of the program's own: every mount read-only, but a
- * private /tmp and /dev/shm (its scratch, gone with it); the grading's
+ * private /tmp and /dev/shm (gone with it) and SCRATCH; the grading's
  * directory, when under /tmp, shows there again, read-only. */
 static void
 read_only_view(void)
 {
 	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	struct mount_attr rw = {.attr_clr = MOUNT_ATTR_RDONLY};
 	char path[64];
 	int work;
 
@@ -570,15 +578,22 @@ read_only_view(void)
 			err(126, "box: %s again", WORK);
 	}
 	close(work);
+	/* the one place it may write and keep: the test's builds */
+	if (mount(SCRATCH, SCRATCH, NULL, MS_BIND, NULL) == -1 ||
+	    syscall(SYS_mount_setattr, AT_FDCWD, SCRATCH, 0, &rw, sizeof(rw)) ==
+		-1)
+		err(126, "box: a writable %s", SCRATCH);
 }
 
-/* Run PROG in the box with this program's arguments. */
+/* Run PROG in the box with this program's arguments (ANY_PROG: run the
+ * command the arguments name). */
 int
 main(int argc, char **argv)
 {
 	char pid[32], path[4096];
 
 	(void)argc;
+	(void)argv;
 	close_others();
 	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
 	snprintf(path, sizeof(path), "%s/started.%d", BOX, (int)getpid());
@@ -598,9 +613,16 @@ main(int argc, char **argv)
 		    setuid(BOX_UID) == -1)
 			err(126, "box: cannot become the box's user");
 	}
+#ifdef ANY_PROG
+	if (argc < 2)
+		errx(126, "box: usage: boxrun COMMAND [ARGS...]");
+	execvp(argv[1], argv + 1);
+	err(127, "box: %s", argv[1]);
+#else
 	argv[0] = PROG;
 	execv(PROG, argv);
 	err(127, "box: %s", PROG);
+#endif
 }
 EOF
 # box/end-test: kill everything the student's programs started; fail if
@@ -634,13 +656,16 @@ for i in \$(seq 50); do
 done
 : >'$box/pids'
 rm -f '$box'/started.*
+find '$scratch' -mindepth 1 -delete 2>/dev/null
 ((n == 0)) || { echo "# box: \$n processes the student's code started outlived the test" >&2; exit 1; }
 EOF
 chmod 755 "$box/end-test"
 mkdir "$work/bin"
-# build_box OUT PROG MOUNT_NS: the wrapper OUT that runs PROG in the box.
+# build_box OUT PROG MOUNT_NS [CC ARGS]: the wrapper OUT that runs PROG in
+# the box.
 build_box() {
-	cc -O1 -o "$1" "$box/boxexec.c" -DPROG="\"$2\"" -DBOX="\"$box\"" -DWORK="\"$work\"" \
+	cc -O1 -o "$1" "$box/boxexec.c" "${@:4}" -DPROG="\"$2\"" -DBOX="\"$box\"" -DWORK="\"$work\"" \
+		-DSCRATCH="\"$scratch\"" \
 		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" -DMOUNT_NS="$3" \
 		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$work/box.log" ||
 		misuse "cannot build the box: $(cat "$work/box.log")"
@@ -668,6 +693,9 @@ fi
 for prog in $progs; do
 	build_box "$work/bin/$prog" "$copy/$prog" "$mount_ns"
 done
+# boxrun COMMAND ARGS: the tests' builds from the student's sources (and
+# Makefile) and the sanitizer servers they make, in the same box
+build_box "$work/bin/boxrun" "" "$mount_ns" -DANY_PROG
 chmod 755 "$work/bin"
 
 # The watchdog: a program of the student's that outlives a test is killed,
@@ -718,6 +746,7 @@ chmod 755 "$work/shim" "$work/shim/prlimit"
 # the chapter's default, which is the reference.
 env=(env -u ECHOSERVER -u WORKQUEUE_DEMO -u EXERCISES GRADING=1 "SOURCE_DIR=$work/src"
 	"GRADE_BOX=$box" "BATS_TEST_TIMEOUT=$test_limit" "PATH=$work/shim:$PATH"
+	"GRADE_BOXRUN=$work/bin/boxrun" "GRADE_SCRATCH=$scratch"
 )
 for prog in $progs; do
 	case $prog in
