@@ -12,8 +12,14 @@ ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 # grade STEP DIR: run the grader with a bound.  A graded chapter 2 takes 2 s
 # here (6 s with the broken copy's 5 s barrier wait), a filtered chapter 1 or 3
 # a few seconds, most of it the build; 120 s is room for a busy machine.
+# With TRACE set, what the student's code tells (see hostile) is in
+# $BATS_TEST_TMPDIR/told.
 grade() {
-	run timeout 120 bash "$ROOT/test/grade.sh" "$@"
+	if [[ -n ${TRACE:-} ]]; then
+		run traced "$BATS_TEST_TMPDIR/told" timeout 120 bash "$ROOT/test/grade.sh" "$@"
+	else
+		run timeout 120 bash "$ROOT/test/grade.sh" "$@"
+	fi
 	echo "$output"
 }
 
@@ -39,14 +45,51 @@ miscount() {
 hostile() {
 	local wq=$1/workqueue.c
 	{
-		printf '#include <fcntl.h>\n#include <signal.h>\n#include <stdio.h>\n#include <unistd.h>\n'
+		printf '#include <sys/socket.h>\n#include <sys/un.h>\n#include <errno.h>\n#include <fcntl.h>\n'
+		printf '#include <signal.h>\n#include <stddef.h>\n#include <stdio.h>\n#include <string.h>\n#include <unistd.h>\n'
+		printf 'static void tell(const char *);\n'
 		printf 'static void hostile(void);\n'
 		cat "$wq"
 		printf '/* The hostile part. */\nstatic void\nhostile(void)\n{\n%s\n}\n' "$2"
+		# tell(TEXT): one datagram to the abstract socket $TRACE (no file:
+		# the box may see none of the grader's)
+		printf '/* Tell the test TEXT. */\nstatic void\ntell(const char *text)\n{\n'
+		printf '\tstruct sockaddr_un a = {.sun_family = AF_UNIX};\n'
+		printf '\tint s = socket(AF_UNIX, SOCK_DGRAM, 0);\n'
+		printf '\tmemcpy(a.sun_path + 1, "%s", %d);\n' "$TRACE" "${#TRACE}"
+		printf '\tsendto(s, text, strlen(text), 0, (struct sockaddr *)&a, offsetof(struct sockaddr_un, sun_path) + 1 + %d);\n' "${#TRACE}"
+		printf '\tclose(s);\n}\n'
 	} >"$wq.new"
 	mv "$wq.new" "$wq"
 	sed -i 's/^\tif (numWorkers < 1)$/\thostile();\n&/' "$wq"
 	grep -q '^.hostile();' "$wq"
+}
+
+# traced LOG CMD...: run CMD; what the student's code tells the abstract
+# socket $TRACE meanwhile (a datagram each, read when CMD is done) is in LOG.
+traced() {
+	local log=$1
+	shift
+	python3 - "$TRACE" "$log" "$@" <<'PY'
+import socket, subprocess, sys
+name, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("\0" + name)
+rc = subprocess.call(cmd, stdin=subprocess.DEVNULL)
+s.setblocking(False)
+with open(log, "wb") as f:
+    while True:
+        try:
+            f.write(s.recv(4096))
+        except BlockingIOError:
+            break
+sys.exit(rc)
+PY
+}
+
+# A directory a test made outside BATS_TEST_TMPDIR goes, also when it fails.
+teardown() {
+	[[ -z ${BOX_BASE:-} ]] || rm -rf "$BOX_BASE" "/tmp/grade-box-evil.$BOX_PID"
 }
 
 # valid_reports DIR: DIR's results.json follows Gradescope's documented
@@ -391,12 +434,10 @@ C
 @test "finding 4: the student's code runs boxed: a fork that ignores SIGTERM and leaves its group is gone after the test, writes outside its directory and into OUT fail" {
 	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
 	student 2
-	# the box user can reach no directory of the grader's: the trace is in /tmp
-	local trace out=$BATS_TEST_TMPDIR/out
-	trace=$(mktemp -d /tmp/grade-trace.XXXXXX)
-	chmod 777 "$trace"
+	# the box may see no file of the grader's: the program tells a socket
+	local out=$BATS_TEST_TMPDIR/out TRACE=grade-trace.$BASHPID
 	mkdir -p "$out"
-	hostile "$STUDENT" "		FILE *f = fopen(\"$trace/log\", \"a\");
+	hostile "$STUDENT" "		char msg[256];
 		pid_t child = fork();
 		if (child == 0) {
 			signal(SIGTERM, SIG_IGN);
@@ -407,27 +448,84 @@ C
 			sleep(300);
 			_exit(0);
 		}
-		fprintf(f, \"child %d\\n\", (int)child);
-		fprintf(f, \"uid %d\\n\", (int)getuid());
-		fprintf(f, \"out %d\\n\", open(\"$out/evil\", O_WRONLY | O_CREAT, 0644) >= 0);
-		fprintf(f, \"dir %d\\n\", open(\"$STUDENT/evil\", O_WRONLY | O_CREAT, 0644) >= 0);
-		fclose(f);"
+		snprintf(msg, sizeof(msg), \"child %d\\nuid %d\\nout %d\\ndir %d\\n\", (int)child, (int)getuid(),
+			 open(\"$out/evil\", O_WRONLY | O_CREAT, 0644) >= 0,
+			 open(\"$STUDENT/evil\", O_WRONLY | O_CREAT, 0644) >= 0);
+		tell(msg);"
 	# 20 s a test: the demo takes a second; the fork sleeps 300 s
 	GRADE_TEST_TIMEOUT=20 FORMAT=junit OUT=$out GRADE_FILTER='^every one' grade 2 "$STUDENT"
-	run cat "$trace/log"
+	run cat "$BATS_TEST_TMPDIR/told"
 	assert_line --regexp '^child [0-9]+$'
 	refute_line "uid 0"
 	assert_line "out 0"
 	assert_line "dir 0"
 	[[ ! -e $out/evil && ! -e $STUDENT/evil ]]
 	local pid
-	pid=$(sed -n 's/^child //p' "$trace/log" | head -1)
-	rm -rf "$trace"
+	pid=$(sed -n 's/^child //p' "$BATS_TEST_TMPDIR/told" | head -1)
 	# gone, or a zombie of a parent that does not reap (a container's init)
 	local stat
 	stat=$(cat "/proc/$pid/stat" 2>/dev/null) || stat=
 	stat=${stat##*) }
 	[[ -z $stat || ${stat%% *} == Z ]] || { kill -KILL "$pid"; fail "the fork $pid outlived the grading: $stat"; }
+}
+
+@test "finding 4: the box's view is read-only: writes to /tmp, to a world-writable OUT and to a world-writable file of the repository outside the student's directory do not happen; /tmp in the box is its own" {
+	((EUID == 0)) || skip "a mount namespace needs a grader that runs as root"
+	# outside /tmp (which the box replaces), all writable by anyone: only
+	# the read-only view stops the writes
+	local base name=grade-box-evil.$BASHPID TRACE=grade-trace.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	mkdir -p "$base/out" "$base/repo/lab"
+	echo mine >"$base/repo/notes.txt"
+	chmod -R a+rwX "$base"
+	STUDENT=$base/repo/lab
+	(cd "$ROOT/step2-workqueue" && cp Makefile ./*.[ch] "$STUDENT/")
+	hostile "$STUDENT" "		char msg[512];
+		int tmp = open(\"/tmp/$name\", O_WRONLY | O_CREAT, 0666);
+		int tmp_ok = tmp >= 0 && write(tmp, \"x\", 1) == 1;
+		int out = open(\"$base/out/evil\", O_WRONLY | O_CREAT, 0666);
+		int out_errno = errno;
+		int repo = open(\"$base/repo/notes.txt\", O_WRONLY | O_APPEND);
+		int repo_errno = errno;
+		snprintf(msg, sizeof(msg), \"tmp %d\\nout %d %s\\nrepo %d %s\\n\", tmp_ok,
+			 out >= 0, strerror(out_errno), repo >= 0 && write(repo, \"evil\\n\", 5) == 5,
+			 strerror(repo_errno));
+		tell(msg);"
+	FORMAT=junit OUT=$base/out GRADE_FILTER='^every one' grade 2 "$STUDENT"
+	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
+	assert_success
+	assert_output --partial "score: 1/1 passed"
+	[[ -s $base/out/report.xml ]]
+	run cat "$BATS_TEST_TMPDIR/told"
+	echo "$output"
+	assert_line "tmp 1"
+	assert_line "out 0 Read-only file system"
+	assert_line "repo 0 Read-only file system"
+	[[ ! -e /tmp/$name && ! -e $base/out/evil ]]
+	assert_equal "$(cat "$base/repo/notes.txt")" mine
+}
+
+@test "finding 4: the builds the checks make from the student's sources run in the box: chapter 4 exercise 5's build with the student's Makefile writes neither /tmp nor a world-writable directory" {
+	((EUID == 0)) || skip "a mount namespace needs a grader that runs as root"
+	local base name=grade-box-evil.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod 777 "$base"
+	student 4
+	# make runs \$(shell) at every start: the check's clean and its build
+	sed -i "1i \$(shell touch /tmp/$name $base/evil)" "$STUDENT/Makefile"
+	EXERCISES=1 STUDENT_MAKEFILE=1 GRADE_FILTER='^exercise 5:' grade 4 "$STUDENT"
+	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
+	assert_output --partial "exercise 5: linked without event_pthreads"
+	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's Makefile wrote outside the box"
+}
+
+@test "finding 4: GRADE_MOUNT_NS=0 (what a machine without mount namespaces gets): a one-line note says the student's code can write /tmp, and grading works" {
+	GRADE_MOUNT_NS=0 GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
+	assert_success
+	assert_equal "$(grep -c 'note: no read-only view' <<<"$output")" 1
+	assert_output --partial "can write /tmp and whatever its user may write"
 }
 
 @test "finding 6: a program's bytes in a failure message (0xFF, control characters, <&>) leave results.json valid UTF-8 and report.xml valid against the JUnit schema" {

@@ -20,8 +20,14 @@
 # the program in a session and process group of its own and, where the
 # machine allows, a pids cgroup of its own; limits its processes, CPU time
 # and file size; runs it as the unprivileged user GRADE_USER (default
-# gradebox, created when missing) when the grader runs as root; and kills it
-# when it outlives a test.  At the end of every test (helper.bash's
+# gradebox, created when missing) when the grader runs as root; as root and
+# where the kernel allows, in a mount namespace of its own where every mount
+# is read-only but a private /tmp and /dev/shm (its scratch, empty at each
+# start) and the scratch directory GRADE_SCRATCH (emptied after each test)
+# -- elsewhere the grading says in a note that the program can write /tmp
+# and what its user may; and kills it when it outlives a test.  GRADE_BOXRUN
+# runs any command in the same box: the tests' builds from the student's
+# sources and Makefile (in GRADE_SCRATCH), and the sanitizer servers.  At the end of every test (helper.bash's
 # teardown) everything it started is killed, and a process left over fails
 # the test.
 #
@@ -53,6 +59,8 @@
 #                       one test per attack its check names (test/attack.sh,
 #                       with the attack clients and the server in the box)
 #   GRADE_TEST_TIMEOUT, GRADE_TIMEOUT  the limits above, in seconds
+#   GRADE_MOUNT_NS=0    no mount namespace for the box (what a machine
+#                       without one gets; the grading says so in a note)
 # Every run that gets as far as DIR writes its report, a broken submission
 # too: every planned test fails with the message that names the missing
 # part or shows the compiler's errors, so max_score is the same.
@@ -415,6 +423,9 @@ done
 
 mkdir -p "$box"
 : >"$box/pids"
+# the box's one writable directory, emptied after every test
+scratch=$work/scratch
+mkdir -m 700 "$scratch"
 box_uid=-1 box_gid=-1
 if ((EUID == 0)); then
 	box_user=${GRADE_USER:-gradebox}
@@ -424,6 +435,7 @@ if ((EUID == 0)); then
 	box_uid=$(id -u "$box_user") box_gid=$(id -g "$box_user")
 	# the box user reads and runs the programs, nothing else of the grader's
 	chmod 711 "$work"
+	chown "$box_uid:$box_gid" "$scratch"
 	chmod 755 "$copy" "$box"
 fi
 # A pids cgroup of this grading's own, where the machine has one to give.
@@ -441,13 +453,19 @@ done
 # counts the program's system calls (strace -f) counts few of the wrapper's.
 cat >"$box/boxexec.c" <<'EOF'
 #define _GNU_SOURCE
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+
+#include <linux/mount.h>
 
 #include <dirent.h>
 #include <err.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,13 +516,84 @@ limit(int res, rlim_t n)
 		err(126, "box: setrlimit");
 }
 
-/* Run PROG in the box with this program's arguments. */
+/* Make the directories of PATH (absolute) with MODE, each if missing. */
+static void
+make_path(const char *path, mode_t mode)
+{
+	char p[4096];
+	char *slash;
+
+	snprintf(p, sizeof(p), "%s", path);
+	for (slash = strchr(p + 1, '/');; slash = strchr(slash + 1, '/')) {
+		if (slash != NULL)
+			*slash = '\0';
+		if (mkdir(p, mode) == -1 && errno != EEXIST)
+			err(126, "box: mkdir %s", p);
+		if (slash == NULL)
+			return;
+		*slash = '/';
+	}
+}
+
+/* Mount an empty tmpfs of the program's own on DIR, if DIR is there. */
+static void
+scratch(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) == -1)
+		return;
+	if (mount("box", dir, "tmpfs", MS_NOSUID | MS_NODEV,
+		  "mode=1777,size=64m") == -1)
+		err(126, "box: a tmpfs on %s", dir);
+}
+
+/* A mount namespace of the program's own: every mount read-only, but a
+ * private /tmp and /dev/shm (gone with it) and SCRATCH; the grading's
+ * directory, when under /tmp, shows there again, read-only. */
+static void
+read_only_view(void)
+{
+	struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+	struct mount_attr rw = {.attr_clr = MOUNT_ATTR_RDONLY};
+	char path[64];
+	int work;
+
+	if (unshare(CLONE_NEWNS) == -1)
+		err(126, "box: unshare(CLONE_NEWNS)");
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == -1)
+		err(126, "box: a private /");
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro,
+		    sizeof(ro)) == -1)
+		err(126, "box: a read-only /");
+	/* the directory as this namespace mounts it, before /tmp is covered */
+	if ((work = open(WORK, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+		err(126, "box: %s", WORK);
+	scratch("/tmp");
+	scratch("/dev/shm");
+	if (strncmp(WORK, "/tmp/", 5) == 0) {
+		make_path(WORK, 0755);
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", work);
+		if (mount(path, WORK, NULL, MS_BIND | MS_REC, NULL) == -1)
+			err(126, "box: %s again", WORK);
+	}
+	close(work);
+	/* the one place it may write and keep: the test's builds */
+	if (mount(SCRATCH, SCRATCH, NULL, MS_BIND, NULL) == -1 ||
+	    syscall(SYS_mount_setattr, AT_FDCWD, SCRATCH, 0, &rw, sizeof(rw)) ==
+		-1)
+		err(126, "box: a writable %s", SCRATCH);
+}
+
+/* Run PROG in the box with this program's arguments (ANY_PROG: run the
+ * command the arguments name). */
 int
 main(int argc, char **argv)
 {
 	char pid[32], path[4096];
 
 	(void)argc;
+	(void)argv;
 	close_others();
 	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
 	snprintf(path, sizeof(path), "%s/started.%d", BOX, (int)getpid());
@@ -517,14 +606,23 @@ main(int argc, char **argv)
 	limit(RLIMIT_NPROC, 512);
 	limit(RLIMIT_CPU, CPU_SECONDS);
 	limit(RLIMIT_FSIZE, 64 << 20);
+	if (MOUNT_NS)
+		read_only_view();
 	if (BOX_UID >= 0) {
 		if (setgroups(0, NULL) == -1 || setgid(BOX_GID) == -1 ||
 		    setuid(BOX_UID) == -1)
 			err(126, "box: cannot become the box's user");
 	}
+#ifdef ANY_PROG
+	if (argc < 2)
+		errx(126, "box: usage: boxrun COMMAND [ARGS...]");
+	execvp(argv[1], argv + 1);
+	err(127, "box: %s", argv[1]);
+#else
 	argv[0] = PROG;
 	execv(PROG, argv);
 	err(127, "box: %s", PROG);
+#endif
 }
 EOF
 # box/end-test: kill everything the student's programs started; fail if
@@ -558,16 +656,46 @@ for i in \$(seq 50); do
 done
 : >'$box/pids'
 rm -f '$box'/started.*
+find '$scratch' -mindepth 1 -delete 2>/dev/null
 ((n == 0)) || { echo "# box: \$n processes the student's code started outlived the test" >&2; exit 1; }
 EOF
 chmod 755 "$box/end-test"
 mkdir "$work/bin"
-for prog in $progs; do
-	cc -O1 -o "$work/bin/$prog" "$box/boxexec.c" -DPROG="\"$copy/$prog\"" -DBOX="\"$box\"" \
-		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" \
+# build_box OUT PROG MOUNT_NS [CC ARGS]: the wrapper OUT that runs PROG in
+# the box.
+build_box() {
+	cc -O1 -o "$1" "$box/boxexec.c" "${@:4}" -DPROG="\"$2\"" -DBOX="\"$box\"" -DWORK="\"$work\"" \
+		-DSCRATCH="\"$scratch\"" \
+		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" -DMOUNT_NS="$3" \
 		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$work/box.log" ||
 		misuse "cannot build the box: $(cat "$work/box.log")"
+}
+# The read-only view needs root (a mount namespace) and a kernel that gives
+# one (5.12 or later for a recursive read-only remount): tried once with
+# true(1) in the box; without it the box is the rest (GRADE_MOUNT_NS=0
+# asks for that).
+mount_ns=0
+if ((EUID != 0)); then
+	ns_note="the grader does not run as root"
+elif [[ ${GRADE_MOUNT_NS:-1} == 0 ]]; then
+	ns_note="GRADE_MOUNT_NS=0"
+else
+	build_box "$work/bin/probe" "$(type -P true)" 1
+	if "$work/bin/probe" 2>"$work/probe.log" </dev/null; then
+		mount_ns=1
+	else
+		ns_note=$(head -1 "$work/probe.log")
+	fi
+	rm -f "$work/bin/probe"
+	"$box/end-test" >/dev/null 2>&1
+fi
+((mount_ns)) || echo "grade: note: no read-only view for the student's code ($ns_note): it can write /tmp and whatever its user may write"
+for prog in $progs; do
+	build_box "$work/bin/$prog" "$copy/$prog" "$mount_ns"
 done
+# boxrun COMMAND ARGS: the tests' builds from the student's sources (and
+# Makefile) and the sanitizer servers they make, in the same box
+build_box "$work/bin/boxrun" "" "$mount_ns" -DANY_PROG
 chmod 755 "$work/bin"
 
 # The watchdog: a program of the student's that outlives a test is killed,
@@ -618,6 +746,7 @@ chmod 755 "$work/shim" "$work/shim/prlimit"
 # the chapter's default, which is the reference.
 env=(env -u ECHOSERVER -u WORKQUEUE_DEMO -u EXERCISES GRADING=1 "SOURCE_DIR=$work/src"
 	"GRADE_BOX=$box" "BATS_TEST_TIMEOUT=$test_limit" "PATH=$work/shim:$PATH"
+	"GRADE_BOXRUN=$work/bin/boxrun" "GRADE_SCRATCH=$scratch"
 )
 for prog in $progs; do
 	case $prog in

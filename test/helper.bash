@@ -363,17 +363,48 @@ check_restart_fails() {
 	assert_output --partial "Address already in use"
 }
 
+# boxed COMMAND ARGS...: run COMMAND in the grading's box (test/grade.sh's
+# GRADE_BOXRUN: the student's user, a read-only view but GRADE_SCRATCH),
+# or as it is when not grading.
+boxed() {
+	if [[ -n ${GRADE_BOXRUN:-} ]]; then
+		"$GRADE_BOXRUN" "$@"
+	else
+		"$@"
+	fi
+}
+
+# build_copy DIR NAME: copy DIR to a directory NAME to build in, the box's
+# scratch when grading (where only the box may write), and print its path.
+build_copy() {
+	local copy=${GRADE_SCRATCH:-$BATS_TEST_TMPDIR}/$2
+	boxed cp -r "$1" "$copy" && printf '%s\n' "$copy"
+}
+
+# boxed_program PROG: print a program that runs PROG in the box when
+# grading (under the same PID: a script that execs the wrapper), else PROG.
+boxed_program() {
+	local script=$BATS_TEST_TMPDIR/boxed.${1##*/}
+	if [[ -z ${GRADE_BOXRUN:-} ]]; then
+		printf '%s\n' "$1"
+		return
+	fi
+	printf '#!/bin/sh\nexec '"'%s' '%s'"' "$@"\n' "$GRADE_BOXRUN" "$1" >"$script"
+	chmod 755 "$script"
+	printf '%s\n' "$script"
+}
+
 # build_tsan DIR: build DIR's echoserver with ThreadSanitizer in a copy of
-# DIR (clang, else gcc) and set TSAN_SERVER to it and TSAN_CC to the
-# compiler; skip the test if neither can build one here.
+# DIR (clang, else gcc; in the box when grading) and set TSAN_SERVER to it
+# and TSAN_CC to the compiler; skip the test if neither can build one here.
 build_tsan() {
-	local copy=$BATS_TEST_TMPDIR/tsan cc
-	cp -r "$1" "$copy"
+	local copy cc
+	copy=$(build_copy "$1" tsan) || fail "cannot copy $1 to build it"
 	for cc in clang gcc; do
-		make -s -C "$copy" clean >/dev/null
-		if make -s -C "$copy" CC="$cc" CFLAGS='-O1 -g -fsanitize=thread' \
+		boxed make -s -C "$copy" clean >/dev/null
+		if boxed make -s -C "$copy" CC="$cc" CFLAGS='-O1 -g -fsanitize=thread' \
 			echoserver >"$BATS_TEST_TMPDIR/build.log" 2>&1; then
-			TSAN_SERVER=$copy/echoserver
+			TSAN_SERVER=$(boxed_program "$copy/echoserver")
 			# shellcheck disable=SC2034 # for the caller
 			TSAN_CC=$cc
 			return 0

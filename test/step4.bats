@@ -414,10 +414,10 @@ drain_race() {
 # bats test_tags=exercise,needs-source
 @test "exercise 5: linked without event_pthreads, the server does not build: undefined reference to evthread_use_pthreads" {
 	exercise 5
-	local copy=$BATS_TEST_TMPDIR/build
-	cp -r "$SOURCE_DIR" "$copy"
-	make -s -C "$copy" clean >/dev/null
-	run make -s -C "$copy" echoserver
+	local copy
+	copy=$(build_copy "$SOURCE_DIR" build)
+	boxed make -s -C "$copy" clean >/dev/null
+	run boxed make -s -C "$copy" echoserver
 	assert_failure
 	assert_output --regexp "undefined reference to .evthread_use_pthreads.|undefined symbol: evthread_use_pthreads"
 }

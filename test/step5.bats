@@ -1049,13 +1049,13 @@ threads_left_at_base_free() {
 	# of the echoes could tell).  The client leaves at once; a second slow
 	# request, worked after the first (one work thread, in order), is
 	# echoed only after the first came back.
-	local asan=$BATS_TEST_TMPDIR/asan second
-	cp -r "$SOURCE_DIR" "$asan"
-	make -s -C "$asan" clean >/dev/null
-	make -s -C "$asan" CFLAGS='-O1 -g -fsanitize=address -fno-omit-frame-pointer' \
+	local asan second
+	asan=$(build_copy "$SOURCE_DIR" asan)
+	boxed make -s -C "$asan" clean >/dev/null
+	boxed make -s -C "$asan" CFLAGS='-O1 -g -fsanitize=address -fno-omit-frame-pointer' \
 		echoserver >"$BATS_TEST_TMPDIR/asan.log" 2>&1 ||
 		fail "no AddressSanitizer build: $(tail -3 "$BATS_TEST_TMPDIR/asan.log")"
-	ECHOSERVER=$asan/echoserver ASAN_OPTIONS=detect_leaks=0 start_server -t 1
+	ECHOSERVER=$(boxed_program "$asan/echoserver") ASAN_OPTIONS=detect_leaks=0 start_server -t 1
 	exec {slow}<>"/dev/tcp/127.0.0.1/$PORT"
 	printf 'SLOW gone\n' >&"$slow"
 	exec {slow}>&-
