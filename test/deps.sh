@@ -74,6 +74,10 @@ missing() {
 		have prlimit || need+=(util-linux)
 		# chapter 5 counts its system calls per echo
 		have strace || need+=(strace)
+		# chapter 5's refusal test preloads a hook into a gcc TSan build
+		printf 'int main(void) { return 0; }\n' |
+			gcc -fsanitize=thread -x c - -o /dev/null 2>/dev/null ||
+			need+=(gcc libtsan2)
 		# chapter 3's hung server shows its threads' stacks (f6.bash)
 		have gdb || need+=(gdb)
 		# the grader writes its reports and the tests check them

@@ -743,6 +743,66 @@ check_accept_pauses() {
 	check_connection_limit
 }
 
+# test/refusehook.c, preloaded into a gcc ThreadSanitizer build (where each
+# atomic operation is a library call it can wrap), stops a worker right after
+# an atomic add that counts a client over -c, until the test lets it go.
+# -c 2, -t 2, handed over round robin: clients 1 and 2 are served, one on
+# each worker; client 3, refused, reaches client 1's worker; while that
+# worker is stopped, client 2 leaves and client 4 reaches its worker, with
+# one client served.  A server that counts client 3 and takes it back then
+# refuses client 4 every time; one that never counts over -c serves it.
+# The waits are for things that take milliseconds; 10 s (scaled) leaves
+# room for the sanitizer build on a loaded machine.
+@test "-c 2: a client refused on one worker never makes another worker refuse a client under the limit" {
+	local dir=$BATS_TEST_TMPDIR/refuse src bin so fd reply c1 c2 c3 c4
+	src=$(dirname "$ECHOSERVER")
+	[[ -f $src/echoserver.c ]] || skip "no echoserver.c next to $ECHOSERVER"
+	mkdir -p "$dir/build"
+	cp "$src/echoserver.c" "$src/Makefile" "$dir/build/"
+	make -s -C "$dir/build" CC=gcc CFLAGS="-O1 -g -fsanitize=thread" \
+		LDFLAGS=-fsanitize=thread echoserver >&2 ||
+		skip "gcc cannot build the server with -fsanitize=thread here"
+	so=$dir/refusehook.so
+	cc -shared -fPIC -o "$so" "$BATS_TEST_DIRNAME/refusehook.c" -ldl ||
+		fail "cannot build refusehook.so"
+	local real=$ECHOSERVER
+	ECHOSERVER=$dir/hooked
+	printf '#!/bin/sh\nLD_PRELOAD=%s REFUSEHOOK_MAX=2 REFUSEHOOK_DIR=%s exec %s "$@"\n' \
+		"$so" "$dir" "$dir/build/echoserver" >"$ECHOSERVER"
+	chmod +x "$ECHOSERVER"
+	start_server -c 2 -t 2 -v
+	ECHOSERVER=$real
+	exec {c1}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'one\n' >&"$c1"
+	IFS= read -r -t "$(scaled 10)" reply <&"$c1" || fail "client 1 not echoed"
+	exec {c2}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'two\n' >&"$c2"
+	IFS= read -r -t "$(scaled 10)" reply <&"$c2" || fail "client 2 not echoed"
+	local w1 w2
+	w1=$(sed -n 's/^.*worker \([0-9]*\): .*: connected$/\1/p' "$SERVER_ERR" | sed -n 1p)
+	w2=$(sed -n 's/^.*worker \([0-9]*\): .*: connected$/\1/p' "$SERVER_ERR" | sed -n 2p)
+	[[ -n $w1 && -n $w2 && $w1 != "$w2" ]] ||
+		fail "clients 1 and 2 not on two workers: $(cat "$SERVER_ERR")"
+	exec {c3}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'three\n' >&"$c3"
+	# stopped in the hook, or refused without the add the hook waits for
+	wait_until 10 eval "[[ -e $dir/held ]] || _has_lines $SERVER_ERR 'over the limit\$' 1" ||
+		fail "client 3 neither refused nor held: $(cat "$SERVER_ERR")"
+	exec {c2}>&-
+	wait_for_lines "$SERVER_ERR" "worker $w2: .*: closed\$" 1 10
+	exec {c4}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'four\n' >&"$c4"
+	local rc=0
+	IFS= read -r -t "$(scaled 10)" reply <&"$c4" || rc=$?
+	touch "$dir/go"
+	exec {c1}>&- {c3}>&- {c4}>&-
+	if [[ -e $dir/held ]]; then
+		echo "# client 3 was counted over -c, then taken back" >&3
+	fi
+	((rc == 0)) && [[ $reply == four ]] ||
+		fail "client 4, with one client served, got no echo (read status $rc): $(cat "$SERVER_ERR")"
+}
+
 @test "-c 1: refused clients that trickle a byte every 200 ms are all let go within the linger bound of their connect" {
 	check_refused_tricklers
 }
