@@ -43,7 +43,7 @@ CLIENT=$ROOT/test/echoclient
 TMP=$(mktemp -d)
 SERVER_PID=
 BG=()
-HELD=0
+NHELD=0
 RAN=0
 
 # Stop whatever an attack left running, then remove the scratch directory.
@@ -70,9 +70,7 @@ start() {
 start_limited() {
 	local files=$1
 	shift
-	printf '#!/bin/sh\nulimit -n %d && exec "%s" "$@"\n' "$files" "$SERVER" \
-		>"$TMP/limited"
-	chmod +x "$TMP/limited"
+	limit_files "$files" "$SERVER" "$TMP/limited"
 	cleanup
 	server_start 10 "$TMP/server.out" "$TMP/server.err" "$TMP/limited" \
 		-p 0 "$@"
@@ -81,7 +79,7 @@ start_limited() {
 # report NAME held|broken FIGURE: the attack's one line.
 report() {
 	RAN=$((RAN + 1))
-	[[ $2 == held ]] && HELD=$((HELD + 1))
+	[[ $2 == held ]] && NHELD=$((NHELD + 1))
 	printf '%-34s %-7s %s\n' "$1" "$2" "$3"
 }
 
@@ -237,38 +235,23 @@ attack_fd_exhaustion() {
 }
 
 # serve N: N clients, each served (its line echoed) before the next
-# connects, held open in SERVED.
+# connects, held open in HELD.
 serve() {
-	local i fd
-	SERVED=()
-	for ((i = 0; i < $1; i++)); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || return 1
-		SERVED+=("$fd")
-		printf 'served\n' >&"$fd"
-		IFS= read -r -t 2 _ <&"$fd" || return 1
-	done
+	HELD=()
+	hold_echoed "$1" 2
 }
 
 # unserved CMD...: run CMD in the background (its pid in BG) without the
-# SERVED clients' descriptors: holding copies, it would keep them open
-# after release() closes ours.
+# HELD clients' descriptors: holding copies, it would keep them open
+# after close_held() closes ours.
 unserved() {
 	(
-		for fd in "${SERVED[@]}"; do
+		for fd in "${HELD[@]}"; do
 			exec {fd}>&-
 		done
 		exec "$@"
 	) &
 	BG+=("$!")
-}
-
-# release N: close the first N clients in SERVED.
-release() {
-	local fd
-	for fd in "${SERVED[@]:0:$1}"; do
-		exec {fd}>&-
-	done
-	SERVED=("${SERVED[@]:$1}")
 }
 
 # The listening socket on PORT has no connection waiting to be accepted
@@ -294,7 +277,7 @@ attack_trickle() {
 	start -c 4 -t 2 || return 1
 	serve 4 || return 1
 	out=$("$ATTACK_BIN" -p "$PORT" -T 6000 trickle 40 200 2>"$TMP/trickle.err")
-	release 4
+	close_held 4
 	last=${out#*the last went }
 	last=${last%% ms*}
 	if [[ $out != "trickle: 40 of 40 let go"* ]] || ((last > 4000)); then
@@ -333,7 +316,7 @@ attack_flood() {
 	# takes them all: go on after 5 s.
 	wait_until 5 _has_line "$out" '^trickle: 250 connected' || return 1
 	wait_until 5 _accept_queue_empty || true
-	release 1
+	close_held 1
 	# The server may take a new client before it sees the served one go:
 	# that one is refused, and the next one tried.
 	if ! wait_until 2 fresh_echo 1; then
@@ -346,7 +329,7 @@ attack_flood() {
 	else
 		report "over-limit flood" held "a client under the limit served among 250 refused ones, all let go, $fins lingered"
 	fi
-	release 19
+	close_held 19
 }
 
 # ms_since T0: milliseconds since T0, a date +%s%N.
@@ -373,7 +356,7 @@ attack_low_fd_flood() {
 		wait_until 5 _has_line "$out" '^trickle: 250 connected' || return 1
 		# All in, so that none of them can take the place.
 		wait_until 5 _accept_queue_empty || true
-		release 1
+		close_held 1
 		t0=$(date +%s%N)
 		if wait_until 3 fresh_echo 1; then
 			ms=$(ms_since "$t0")
@@ -382,7 +365,7 @@ attack_low_fd_flood() {
 		fi
 		[[ $ms == ">3000" ]] || ((ms > 1000)) && ok=0
 		line+="${line:+, }$f: $ms ms"
-		release 1
+		close_held 1
 	done
 	if ((ok)); then
 		report "refused flood, 32-128 descriptors" held "a client under the limit echoed after $line"
@@ -476,5 +459,5 @@ for a in $ATTACKS; do
 	fi
 done
 cleanup
-echo "$HELD of $RAN attacks held"
-((HELD == RAN)) || exit 3
+echo "$NHELD of $RAN attacks held"
+((NHELD == RAN)) || exit 3

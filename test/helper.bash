@@ -455,25 +455,14 @@ check_base_exits() {
 # hold_clients N: open N connections and check each gets an echo while the
 # ones before it stay open.  Their descriptors are left in HELD.
 hold_clients() {
-	local i fd reply
 	HELD=()
-	for ((i = 0; i < $1; i++)); do
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		HELD+=("$fd")
-		printf 'client %d\n' "$i" >&"$fd"
-		IFS= read -r -t "$ECHO_WAIT" reply <&"$fd" ||
-			fail "client $i got no echo while $i others were connected"
-		assert_equal "$reply" "client $i"
-	done
+	hold_echoed "$1" "$ECHO_WAIT" ||
+		fail "client $HELD_FAILED got no echo (or a wrong one) while $HELD_FAILED others were connected"
 }
 
 # Close every connection hold_clients opened.
 release_clients() {
-	local fd
-	for fd in "${HELD[@]}"; do
-		exec {fd}>&-
-	done
-	HELD=()
+	close_held
 }
 
 # check_served_at_once N: with -t N, N clients are all served while all of

@@ -195,6 +195,39 @@ server_stop() {
 	STATUS=killed
 }
 
+# limit_files FILES PROGRAM WRAPPER: write WRAPPER, a script that runs
+# PROGRAM, its arguments passed on, with at most FILES descriptors.
+limit_files() {
+	printf '#!/bin/sh\nulimit -n %d && exec "%s" "$@"\n' "$1" "$2" >"$3" &&
+		chmod +x "$3"
+}
+
+# hold_echoed N WAIT: open N connections to the server on PORT, one after
+# the other, each sending "client I" and getting it back within WAIT seconds
+# before the next connects; their descriptors are added to HELD, open.
+# Returns 1 at the first one not echoed, with its number in HELD_FAILED.
+hold_echoed() {
+	local i fd reply
+	for ((i = 0; i < $1; i++)); do
+		# shellcheck disable=SC2034 # the caller reads it
+		HELD_FAILED=$i
+		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" || return 1
+		HELD+=("$fd")
+		printf 'client %d\n' "$i" >&"$fd"
+		IFS= read -r -t "$2" reply <&"$fd" || return 1
+		[[ $reply == "client $i" ]] || return 1
+	done
+}
+
+# close_held [N]: close the first N connections in HELD (all by default).
+close_held() {
+	local n=${1:-${#HELD[@]}} fd
+	for fd in "${HELD[@]:0:n}"; do
+		exec {fd}>&-
+	done
+	HELD=("${HELD[@]:n}")
+}
+
 # cannot_run REASON: in a Bats test, skip it with REASON (a tool or a
 # permission this machine lacks); under CI (.ci/run sets CI=true) fail
 # instead, so that a proof that never ran cannot count as passed.

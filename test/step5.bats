@@ -185,9 +185,7 @@ start_server_limited() {
 	shift
 	local real=$ECHOSERVER
 	ECHOSERVER=$BATS_TEST_TMPDIR/limited
-	printf '#!/bin/sh\nulimit -n %d && exec "%s" "$@"\n' "$files" "$real" \
-		>"$ECHOSERVER"
-	chmod +x "$ECHOSERVER"
+	limit_files "$files" "$real" "$ECHOSERVER"
 	start_server "$@"
 	ECHOSERVER=$real
 }
