@@ -34,7 +34,8 @@ student() {
 }
 
 # miscount DIR: make DIR's chapter 2 work queue run its first job twice (a
-# failure the demo shows at once: jobs run: 1001).
+# failure the demo shows at once: "job N ran 2 times"; its count of jobs run
+# is 1001 or, when the shutdown comes before the last job, 1000).
 miscount() {
 	sed -i 's/^\t\tjob->job_function(job);$/\t\t{\n\t\t\tstatic int twice;\n\t\t\tif (__sync_fetch_and_add(\&twice, 1) == 0)\n\t\t\t\tjob->job_function(job);\n\t\t}\n&/' "$1/workqueue.c"
 	grep -q '__sync_fetch_and_add(&twice, 1)' "$1/workqueue.c"
@@ -323,7 +324,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print("score", d["score"])
 for t in d["tests"]:
-    print(t["status"], t["score"], t["max_score"], t["name"], "1001" in t["output"])
+    print(t["status"], t["score"], t["max_score"], t["name"], "ran 2 times" in t["output"])
 PY
 	assert_line "score 1"
 	assert_line "failed 0 1 every one of 1000 jobs runs exactly once on 4 workers True"
