@@ -108,9 +108,12 @@ run_lab() {
 			stage "$n" "$dir" "$p"
 			for ((i = 1; i <= WRONG_RUNS; i++)); do
 				run_lab "$dir/echoserver" "$attacks"
-				((status == 3)) ||
+				# rejected: an attack broke it and the check failed (3;
+				# or 1 when another attack could not run, as on a busy
+				# machine the flood once could not: the broken line is
+				# the rejection, whatever came after it)
+				((status != 0)) && [[ $output =~ \ broken\  ]] ||
 					fail "lab exercise $k's check accepts $name (run $i of $WRONG_RUNS): $output"
-				assert_line --regexp ' broken '
 			done
 			echo "# $name: rejected $WRONG_RUNS times of $WRONG_RUNS" >&3
 		done
