@@ -44,6 +44,7 @@ TMP=$(mktemp -d)
 SERVER_PID=
 BG=()
 NHELD=0
+WHY=
 RAN=0
 
 # Stop whatever an attack left running, then remove the scratch directory.
@@ -59,11 +60,18 @@ cleanup() {
 }
 trap 'cleanup; rm -rf "$TMP"' EXIT
 
+# cannot REASON: an attack could not set up what it measures; REASON is
+# printed with the "could not run" line.  Returns 1.
+cannot() {
+	WHY=$1
+	return 1
+}
+
 # start ARGS...: a fresh server on a free port (SERVER_PID, PORT).
 start() {
 	cleanup
 	server_start 10 "$TMP/server.out" "$TMP/server.err" "$SERVER" -p 0 "$@" ||
-		return 1
+		cannot "the server did not start: $(tail -1 "$TMP/server.err")"
 }
 
 # start_limited FILES ARGS...: the same, with FILES descriptors at most.
@@ -73,7 +81,8 @@ start_limited() {
 	limit_files "$files" "$SERVER" "$TMP/limited"
 	cleanup
 	server_start 10 "$TMP/server.out" "$TMP/server.err" "$TMP/limited" \
-		-p 0 "$@"
+		-p 0 "$@" ||
+		cannot "the server did not start at $files descriptors: $(tail -1 "$TMP/server.err")"
 }
 
 # report NAME held|broken FIGURE: the attack's one line.
@@ -159,7 +168,8 @@ attack_late_byte() {
 	local c=$!
 	BG+=("$c")
 	exec 7>"$TMP/go2"
-	wait_until 10 _has_line "$TMP/late.out" '^sent unread' || return 1
+	wait_until 10 _has_line "$TMP/late.out" '^sent unread' ||
+		cannot "the client did not send its MiB in 10 s: $(tail -1 "$TMP/late.out")"
 	kill -TERM "$SERVER_PID"
 	printf 'go\n' >&7
 	exec 7>&-
@@ -230,7 +240,7 @@ attack_fd_exhaustion() {
 	elif ! fresh_echo 3; then
 		report "descriptor exhaustion" broken "${pct}% CPU, but no echo for a new client 3 s after the others left"
 	else
-		report "descriptor exhaustion" held "${pct}% CPU out of descriptors, a new client served after"
+		report "descriptor exhaustion" held "${pct}% CPU out of descriptors, a new client served once they left"
 	fi
 }
 
@@ -238,7 +248,8 @@ attack_fd_exhaustion() {
 # connects, held open in HELD.
 serve() {
 	HELD=()
-	hold_echoed "$1" 2
+	hold_echoed "$1" 5 ||
+		cannot "client $((HELD_FAILED + 1)) of the $1 served got no echo in 5 s"
 }
 
 # unserved CMD...: run CMD in the background (its pid in BG) without the
@@ -314,7 +325,8 @@ attack_flood() {
 	c=${BG[-1]}
 	# All 250 connect in about 0.1 s; a server out of descriptors never
 	# takes them all: go on after 5 s.
-	wait_until 5 _has_line "$out" '^trickle: 250 connected' || return 1
+	wait_until 10 _has_line "$out" '^trickle: 250 connected' ||
+		cannot "the 250 refused clients did not connect in 10 s: $(tail -1 "$out")"
 	wait_until 5 _accept_queue_empty || true
 	close_held 1
 	# The server may take a new client before it sees the served one go:
@@ -353,7 +365,8 @@ attack_low_fd_flood() {
 		start_limited "$f" -c 2 -t 2 || return 1
 		serve 2 || return 1
 		unserved "$ATTACK_BIN" -p "$PORT" -T 6000 trickle 250 200 >"$out" 2>&1
-		wait_until 5 _has_line "$out" '^trickle: 250 connected' || return 1
+		wait_until 10 _has_line "$out" '^trickle: 250 connected' ||
+			cannot "at $f descriptors the 250 refused clients did not connect in 10 s: $(tail -1 "$out")"
 		# All in, so that none of them can take the place.
 		wait_until 5 _accept_queue_empty || true
 		close_held 1
@@ -388,7 +401,8 @@ attack_backlog() {
 	exec 7>"$TMP/go4"
 	if ! wait_until 30 _has_line "$out" '^backlog: 4000 connections open'; then
 		exec 7>&-
-		exited "$SERVER_PID" || return 1
+		exited "$SERVER_PID" ||
+			cannot "the 4,000 connections did not open in 30 s: $(tail -1 "$out")"
 		report "backlog recovery, 32 descriptors" broken "the server died: $(tail -1 "$TMP/server.err")"
 		return 0
 	fi
@@ -436,13 +450,14 @@ attack_cut_echo() {
 	BG+=("$c")
 	exec 7>"$TMP/go3"
 	wait_until 20 _has_line "$TMP/cut3.out" '^cut: 32 connections sent' ||
-		return 1
+		cannot "the 32 clients did not send in 20 s: $(tail -1 "$TMP/cut3.out")"
 	kill -TERM "$SERVER_PID"
 	server_wait "$SERVER_PID" 5 2>/dev/null && SERVER_PID=
 	printf 'go\n' >&7
 	exec 7>&-
 	wait_until 30 exited "$c" || true
-	line=$(grep '^cut: .* whole echo' "$TMP/cut3.out") || return 1
+	line=$(grep '^cut: .* whole echo' "$TMP/cut3.out") ||
+		cannot "the clients gave no verdict: $(tail -1 "$TMP/cut3.out")"
 	silent=${line#*reset, }
 	silent=${silent%% FIN before*}
 	if [[ $silent == 0 ]]; then
@@ -454,7 +469,7 @@ attack_cut_echo() {
 
 for a in $ATTACKS; do
 	if ! "attack_${a//-/_}"; then
-		echo "attack.sh: attack $a could not run" >&2
+		echo "attack.sh: attack $a could not run: ${WHY:-see above}" >&2
 		exit 1
 	fi
 done
