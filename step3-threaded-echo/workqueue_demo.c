@@ -342,6 +342,15 @@ wait_all_once(struct demo *demo, struct demo_job *jobs, int total)
 	return bad;
 }
 
+/* Shut the queue down; print the jobs run and the workers still alive. */
+static void
+demo_stop(struct demo *demo)
+{
+	workqueue_shutdown(demo->workqueue);
+	printf("jobs run: %d\n", demo->done);
+	printf("workers alive after shutdown: %d\n", threads_left());
+}
+
 /* Warn of held jobs never released, free the demo's objects; exit status. */
 static int
 demo_finish(struct demo *demo, struct demo_job *jobs, int bad)
@@ -359,42 +368,34 @@ demo_finish(struct demo *demo, struct demo_job *jobs, int bad)
 	return bad;
 }
 
-/* The default: njobs jobs on nworkers workers, each run exactly once. */
-static int
-run_count(struct workqueue *workqueue, int nworkers, int njobs)
+/* -i: print the CPU time the process uses in IDLE_MS with nothing to do. */
+static void
+measure_idle(void)
 {
-	struct demo demo;
-	struct demo_job *jobs;
-	int bad;
+	double cpu0 = cpu_ms();
 
-	jobs = demo_start(&demo, workqueue, nworkers, njobs, count_job);
-	add_jobs(workqueue, jobs, 0, njobs);
-	bad = wait_all_once(&demo, jobs, njobs);
-	workqueue_shutdown(workqueue);
-	printf("jobs run: %d\n", demo.done);
-	printf("workers alive after shutdown: %d\n", threads_left());
-	return demo_finish(&demo, jobs, bad);
-}
-
-/* -i: as the default, then the CPU the idle workers use before shutdown. */
-static int
-run_idle(struct workqueue *workqueue, int nworkers, int njobs)
-{
-	struct demo demo;
-	struct demo_job *jobs;
-	double cpu0;
-	int bad;
-
-	jobs = demo_start(&demo, workqueue, nworkers, njobs, count_job);
-	add_jobs(workqueue, jobs, 0, njobs);
-	bad = wait_all_once(&demo, jobs, njobs);
-	cpu0 = cpu_ms();
 	nanosleep(&(struct timespec){IDLE_MS / 1000, IDLE_MS % 1000 * 1000000},
 		  NULL);
 	printf("cpu while idle: %.0f ms in %d ms\n", cpu_ms() - cpu0, IDLE_MS);
-	workqueue_shutdown(workqueue);
-	printf("jobs run: %d\n", demo.done);
-	printf("workers alive after shutdown: %d\n", threads_left());
+}
+
+/*
+ * The default: njobs jobs on nworkers workers, each run exactly once; with
+ * idle (-i), then the CPU the idle workers use before the shutdown.
+ */
+static int
+run_count(struct workqueue *workqueue, int nworkers, int njobs, int idle)
+{
+	struct demo demo;
+	struct demo_job *jobs;
+	int bad;
+
+	jobs = demo_start(&demo, workqueue, nworkers, njobs, count_job);
+	add_jobs(workqueue, jobs, 0, njobs);
+	bad = wait_all_once(&demo, jobs, njobs);
+	if (idle)
+		measure_idle();
+	demo_stop(&demo);
 	return demo_finish(&demo, jobs, bad);
 }
 
@@ -409,9 +410,7 @@ run_barrier(struct workqueue *workqueue, int nworkers)
 	jobs = demo_start(&demo, workqueue, nworkers, nworkers, barrier_job);
 	add_jobs(workqueue, jobs, 0, nworkers);
 	bad = wait_all_once(&demo, jobs, nworkers);
-	workqueue_shutdown(workqueue);
-	printf("jobs run: %d\n", demo.done);
-	printf("workers alive after shutdown: %d\n", threads_left());
+	demo_stop(&demo);
 	if (demo.barrier_timeouts > 0) {
 		printf("barrier: failed (%d of %d jobs ran at once)\n",
 		       demo.arrived - demo.barrier_timeouts, demo.nbarrier);
@@ -434,9 +433,7 @@ run_children(struct workqueue *workqueue, int nworkers, int njobs)
 		jobs[i].child = &jobs[njobs + i];
 	add_jobs(workqueue, jobs, 0, njobs);
 	bad = wait_all_once(&demo, jobs, 2 * njobs);
-	workqueue_shutdown(workqueue);
-	printf("jobs run: %d\n", demo.done);
-	printf("workers alive after shutdown: %d\n", threads_left());
+	demo_stop(&demo);
 	return demo_finish(&demo, jobs, bad);
 }
 
@@ -499,9 +496,7 @@ run_order(struct workqueue *workqueue, int njobs)
 	add_jobs(workqueue, jobs, 1, njobs);
 	release_jobs(&demo);
 	bad = wait_all_once(&demo, jobs, njobs);
-	workqueue_shutdown(workqueue);
-	printf("jobs run: %d\n", demo.done);
-	printf("workers alive after shutdown: %d\n", threads_left());
+	demo_stop(&demo);
 	printf("order:");
 	for (i = 0; i < njobs; i++)
 		printf(" %d", demo.order[i]);
@@ -646,7 +641,5 @@ main(int argc, char *argv[])
 		return run_shutdown(&workqueue, nworkers, njobs);
 	if (order)
 		return run_order(&workqueue, njobs);
-	if (idle)
-		return run_idle(&workqueue, nworkers, njobs);
-	return run_count(&workqueue, nworkers, njobs);
+	return run_count(&workqueue, nworkers, njobs, idle);
 }
