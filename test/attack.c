@@ -74,6 +74,113 @@ peek_end(int fd, size_t *got)
 }
 
 /*
+ * The connections an attack holds, and when the server let each one go: a
+ * reset on a connection is the server's only sure word that it let go.
+ */
+struct herd {
+	struct pollfd *pfd; /* fd -1: let go, and closed */
+	long *since;	    /* from when each one's time counts; -1: not yet */
+	size_t n, gone;
+	long next; /* when the next byte is due */
+	long last; /* the longest from since to let go, in ms; -1: none */
+};
+
+/* n connections, none yet open. */
+static void
+herd_init(struct herd *h, size_t n)
+{
+	memset(h, 0, sizeof(*h));
+	h->n = n;
+	h->last = -1;
+	if ((h->pfd = calloc(n, sizeof(*h->pfd))) == NULL ||
+	    (h->since = calloc(n, sizeof(*h->since))) == NULL)
+		err(1, "calloc");
+}
+
+/*
+ * Poll the herd until the server let every connection go, or -T has passed
+ * since start; is_gone(h, i, arg) says whether connection i was let go this
+ * round, and h->next, which a period moves on each round it is reached, when
+ * a byte is due.
+ */
+static void
+herd_watch(struct herd *h, long start, long period,
+	   int (*is_gone)(struct herd *, size_t, void *), void *arg)
+{
+	size_t i;
+
+	h->next = now_ms();
+	while (h->gone < h->n && now_ms() - start < timeout_ms) {
+		if (poll(h->pfd, h->n, 20) == -1 && errno != EINTR)
+			err(1, "poll");
+		for (i = 0; i < h->n; i++) {
+			if (h->pfd[i].fd < 0 || !is_gone(h, i, arg))
+				continue;
+			if (h->since[i] != -1 &&
+			    now_ms() - h->since[i] > h->last)
+				h->last = now_ms() - h->since[i];
+			close(h->pfd[i].fd);
+			h->pfd[i].fd = -1;
+			h->gone++;
+		}
+		if (now_ms() >= h->next)
+			h->next += period;
+	}
+}
+
+/* Close the connections the server kept, and free the herd. */
+static void
+herd_free(struct herd *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->n; i++)
+		if (h->pfd[i].fd >= 0)
+			close(h->pfd[i].fd);
+	free(h->since);
+	free(h->pfd);
+}
+
+/* What trickle and linger count besides the connections let go. */
+struct trickle {
+	int after_fin; /* linger: time counts from the server's FIN */
+	size_t fins;   /* connections the server sent a FIN */
+	size_t got;    /* bytes echoed */
+};
+
+/*
+ * trickle, linger: read what connection i has; let go if that is a reset, or
+ * if its byte, when due, meets one.
+ */
+static int
+trickle_gone(struct herd *h, size_t i, void *arg)
+{
+	struct trickle *t = arg;
+	struct pollfd *p = &h->pfd[i];
+	int end = -2;
+
+	if (p->revents & POLLERR)
+		end = -1;
+	else if (p->revents & POLLIN)
+		end = peek_end(p->fd, &t->got);
+	if (end == 0) {
+		/* Half-closed: no more POLLIN, or it spins. */
+		t->fins++;
+		p->events = 0;
+		if (t->after_fin)
+			h->since[i] = now_ms();
+	}
+	if (end == -2 && h->since[i] != -1 && now_ms() >= h->next &&
+	    write(p->fd, "x", 1) == -1) {
+		if (errno != EPIPE && errno != ECONNRESET && errno != EAGAIN)
+			err(1, "write");
+		if (errno != EAGAIN)
+			end = -1;
+	}
+	return end == -1;
+}
+
+/*
  * trickle N MS: N connections each send one byte every MS ms and read what
  * comes back.  A FIN says only that the server sends no more; it has let go
  * of a connection when a byte meets a reset.  Report how many it let go and
@@ -88,67 +195,25 @@ static void
 trickle(size_t n, long period, int after_fin)
 {
 	const char *mode = after_fin ? "linger" : "trickle";
-	struct pollfd *pfd;
-	long *since, start = now_ms(), next, last = -1;
-	size_t i, gone = 0, fins = 0, got = 0;
-	int rc, end;
+	struct trickle t = {.after_fin = after_fin};
+	struct herd h;
+	long start = now_ms();
+	size_t i;
 
-	if ((pfd = calloc(n, sizeof(*pfd))) == NULL ||
-	    (since = calloc(n, sizeof(*since))) == NULL)
-		err(1, "calloc");
+	herd_init(&h, n);
 	for (i = 0; i < n; i++) {
-		pfd[i].fd = dial();
-		pfd[i].events = POLLIN;
-		since[i] = after_fin ? -1 : now_ms();
+		h.pfd[i].fd = dial();
+		h.pfd[i].events = POLLIN;
+		h.since[i] = after_fin ? -1 : now_ms();
 	}
 	/* For a caller that waits for them all before it goes on. */
 	fprintf(stderr, "%s: %zu connected\n", mode, n);
-	next = now_ms();
-	while (gone < n && now_ms() - start < timeout_ms) {
-		if ((rc = poll(pfd, n, 20)) == -1 && errno != EINTR)
-			err(1, "poll");
-		for (i = 0; i < n; i++) {
-			if (pfd[i].fd < 0)
-				continue;
-			end = -2;
-			if (pfd[i].revents & POLLERR)
-				end = -1;
-			else if (pfd[i].revents & POLLIN)
-				end = peek_end(pfd[i].fd, &got);
-			if (end == 0) {
-				/* Half-closed: no more POLLIN, or it spins. */
-				fins++;
-				pfd[i].events = 0;
-				if (after_fin)
-					since[i] = now_ms();
-			}
-			if (end == -2 && since[i] != -1 && now_ms() >= next &&
-			    write(pfd[i].fd, "x", 1) == -1) {
-				if (errno != EPIPE && errno != ECONNRESET &&
-				    errno != EAGAIN)
-					err(1, "write");
-				if (errno != EAGAIN)
-					end = -1;
-			}
-			if (end != -1)
-				continue;
-			if (since[i] != -1 && now_ms() - since[i] > last)
-				last = now_ms() - since[i];
-			close(pfd[i].fd);
-			pfd[i].fd = -1;
-			gone++;
-		}
-		if (now_ms() >= next)
-			next += period;
-	}
+	herd_watch(&h, start, period, trickle_gone, &t);
 	printf("%s: %zu of %zu let go (a reset), %zu sent a FIN first; "
 	       "the last went %ld ms after its %s; %zu bytes echoed\n",
-	       mode, gone, n, fins, last, after_fin ? "FIN" : "connect", got);
-	for (i = 0; i < n; i++)
-		if (pfd[i].fd >= 0)
-			close(pfd[i].fd);
-	free(since);
-	free(pfd);
+	       mode, h.gone, n, t.fins, h.last, after_fin ? "FIN" : "connect",
+	       t.got);
+	herd_free(&h);
 }
 
 /*
@@ -243,6 +308,22 @@ fill_server(int fd, size_t held, long deadline)
 	}
 }
 
+/* stall: let go if connection i shows a reset, or its due byte meets one. */
+static int
+stall_gone(struct herd *h, size_t i, void *arg)
+{
+	(void)arg;
+	/* A reset shows as an error, with or without a byte. */
+	if (h->pfd[i].revents & (POLLERR | POLLHUP))
+		return 1;
+	if (now_ms() < h->next || write(h->pfd[i].fd, "x", 1) != -1 ||
+	    errno == EAGAIN)
+		return 0;
+	if (errno != EPIPE && errno != ECONNRESET)
+		err(1, "write");
+	return 1;
+}
+
 /*
  * stall N HELD MS: N connections with a tiny receive buffer send until HELD
  * bytes of each one's echo wait in the server process (below its
@@ -255,53 +336,23 @@ fill_server(int fd, size_t held, long deadline)
 static void
 stall(size_t n, size_t held, long period)
 {
-	struct pollfd *pfd;
-	size_t i, gone = 0;
-	long start = now_ms(), next, last = -1, *since;
+	struct herd h;
+	long start = now_ms();
+	size_t i;
 
-	if ((pfd = calloc(n, sizeof(*pfd))) == NULL ||
-	    (since = calloc(n, sizeof(*since))) == NULL)
-		err(1, "calloc");
+	herd_init(&h, n);
 	for (i = 0; i < n; i++) {
-		pfd[i].fd = dial_small(1); /* the kernel's minimum */
-		fill_server(pfd[i].fd, held, start + timeout_ms);
-		since[i] = now_ms();
-		pfd[i].events = 0; /* errors only, from now */
+		h.pfd[i].fd = dial_small(1); /* the kernel's minimum */
+		fill_server(h.pfd[i].fd, held, start + timeout_ms);
+		h.since[i] = now_ms();
+		h.pfd[i].events = 0; /* errors only, from now */
 	}
 	fprintf(stderr, "stall: %zu connections hold %zu bytes\n", n, held);
-	for (gone = 0, next = now_ms();
-	     gone < n && now_ms() - start < timeout_ms;) {
-		if (poll(pfd, n, 20) == -1 && errno != EINTR)
-			err(1, "poll");
-		for (i = 0; i < n; i++) {
-			if (pfd[i].fd < 0)
-				continue;
-			/* A reset shows as an error, with or without a byte. */
-			if (!(pfd[i].revents & (POLLERR | POLLHUP))) {
-				if (now_ms() < next ||
-				    write(pfd[i].fd, "x", 1) != -1 ||
-				    errno == EAGAIN)
-					continue;
-				if (errno != EPIPE && errno != ECONNRESET)
-					err(1, "write");
-			}
-			if (now_ms() - since[i] > last)
-				last = now_ms() - since[i];
-			close(pfd[i].fd);
-			pfd[i].fd = -1;
-			gone++;
-		}
-		if (now_ms() >= next)
-			next += period;
-	}
+	herd_watch(&h, start, period, stall_gone, NULL);
 	printf("stall: %zu of %zu let go (a reset); the last went %ld ms after "
 	       "its echo stopped\n",
-	       gone, n, last);
-	for (i = 0; i < n; i++)
-		if (pfd[i].fd >= 0)
-			close(pfd[i].fd);
-	free(since);
-	free(pfd);
+	       h.gone, n, h.last);
+	herd_free(&h);
 }
 
 /* Wait, bounded by deadline, for a line on stdin; exit 1 without one. */
