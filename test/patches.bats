@@ -99,6 +99,37 @@ serve_stage() {
 		"$STAGE_SERVER" -p 0 "$@" || exit 1
 }
 
+# signal_held_and_queued K SIG [LINE]: in a test's subshell, serve chapter
+# 4's state K with -t 1 -v; one client, on fd HELD, holds the worker (it got
+# its echo) and a second, on fd QUEUED, connected and having sent LINE if
+# given, waits in the queue; send SIG and wait until the server logs that
+# it stops its workers, just before workqueue_shutdown().  Each step takes
+# milliseconds: 5 s bounds each wait.  Exits the subshell, saying why, on a
+# failure.
+signal_held_and_queued() {
+	local reply
+	serve_stage "$1" -t 1 -v
+	exec {HELD}<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'held\n' >&"$HELD"
+	IFS= read -r -t 5 reply <&"$HELD" || reply=
+	if [[ $reply != held ]]; then
+		echo "no echo for the first client"
+		exit 1
+	fi
+	# on_accept() logs "connected" just before it queues the job
+	exec {QUEUED}<>"/dev/tcp/127.0.0.1/$PORT"
+	[[ -z ${3:-} ]] || printf '%s\n' "$3" >&"$QUEUED"
+	wait_until 5 _logged "$SERVER_ERR" ': connected$' 2 || {
+		echo "the second client was never queued"
+		exit 1
+	}
+	kill -"$2" "$SERVER_PID"
+	wait_until 5 _logged "$SERVER_ERR" '^echoserver: Stopping workers' 1 || {
+		echo "the server never stopped its workers"
+		exit 1
+	}
+}
+
 # owed_on_shutdown K: on chapter 4's server after patch K, a client sends
 # 64 MiB without reading, shuts down writing and stalls with megabytes of
 # echo owed; SIGTERM; then it reads.  Print what the client says, its exit
@@ -141,30 +172,13 @@ owed_on_shutdown() {
 # states 9 and 10 apart.
 restart_after_shutdown() {
 	(
-		serve_stage "$1" -t 1 -v
-		local held waiting reply port=$PORT
-		exec {held}<>"/dev/tcp/127.0.0.1/$port"
-		printf 'held\n' >&"$held"
-		IFS= read -r -t 5 reply <&"$held" || reply=
-		if [[ $reply != held ]]; then
-			echo "no echo for the first client"
-			exit 1
-		fi
-		# on_accept() logs "connected" just before it queues the job
-		exec {waiting}<>"/dev/tcp/127.0.0.1/$port"
-		wait_until 5 _logged "$SERVER_ERR" ': connected$' 2 || {
-			echo "the second client was never queued"
-			exit 1
-		}
-		kill -INT "$SERVER_PID"
-		# Logged just before workqueue_shutdown() drops the queue.  Should
-		# the worker take the queued connection first anyway, it serves it
-		# until the 10 s timeout and closes it then, first all the same.
-		wait_until 5 _logged "$SERVER_ERR" '^echoserver: Stopping workers' 1 || {
-			echo "the server never stopped its workers"
-			exit 1
-		}
-		exec {held}>&-
+		local port
+		signal_held_and_queued "$1" INT
+		port=$PORT
+		# Should the worker take the queued connection before the shutdown
+		# drops the queue, it serves it until the 10 s timeout and closes
+		# it then, first all the same.
+		exec {HELD}>&-
 		server_wait "$SERVER_PID" 15 || exit 1
 		if server_start 10 "$BATS_TEST_TMPDIR/again.out" "$SERVER_ERR" \
 			"$STAGE_SERVER" -p "$port" -t 1; then
@@ -172,7 +186,7 @@ restart_after_shutdown() {
 		else
 			cat "$SERVER_ERR"
 		fi
-		exec {waiting}>&-
+		exec {QUEUED}>&-
 	)
 }
 
@@ -388,32 +402,13 @@ signal_idle_worker() {
 # echoes the line within milliseconds: 5 s bounds the read.
 queued_at_shutdown() {
 	(
-		serve_stage "$1" -t 1 -v
-		local held waiting reply
-		exec {held}<>"/dev/tcp/127.0.0.1/$PORT"
-		printf 'held\n' >&"$held"
-		IFS= read -r -t 5 reply <&"$held" || reply=
-		if [[ $reply != held ]]; then
-			echo "no echo for the first client"
-			exit 1
-		fi
-		# on_accept() logs "connected" just before it queues the job
-		exec {waiting}<>"/dev/tcp/127.0.0.1/$PORT"
-		printf 'waiting\n' >&"$waiting"
-		wait_until 5 _logged "$SERVER_ERR" ': connected$' 2 || {
-			echo "the second client was never queued"
-			exit 1
-		}
-		kill -TERM "$SERVER_PID"
-		wait_until 5 _logged "$SERVER_ERR" '^echoserver: Stopping workers' 1 || {
-			echo "the server never stopped its workers"
-			exit 1
-		}
-		exec {held}>&-
+		local reply
+		signal_held_and_queued "$1" TERM waiting
+		exec {HELD}>&-
 		# closed unserved, with its line unread, it may read a reset
-		IFS= read -r -t 5 reply <&"$waiting" 2>/dev/null || reply=
+		IFS= read -r -t 5 reply <&"$QUEUED" 2>/dev/null || reply=
 		echo "${reply:-nothing}"
-		exec {waiting}>&-
+		exec {QUEUED}>&-
 	)
 }
 
