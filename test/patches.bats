@@ -100,22 +100,19 @@ serve_stage() {
 }
 
 # signal_held_and_queued K SIG [LINE]: in a test's subshell, serve chapter
-# 4's state K with -t 1 -v; one client, on fd HELD, holds the worker (it got
+# 4's state K with -t 1 -v; one client, in HELD, holds the worker (it got
 # its echo) and a second, on fd QUEUED, connected and having sent LINE if
 # given, waits in the queue; send SIG and wait until the server logs that
 # it stops its workers, just before workqueue_shutdown().  Each step takes
 # milliseconds: 5 s bounds each wait.  Exits the subshell, saying why, on a
 # failure.
 signal_held_and_queued() {
-	local reply
 	serve_stage "$1" -t 1 -v
-	exec {HELD}<>"/dev/tcp/127.0.0.1/$PORT"
-	printf 'held\n' >&"$HELD"
-	IFS= read -r -t 5 reply <&"$HELD" || reply=
-	if [[ $reply != held ]]; then
+	HELD=()
+	hold_echoed 1 5 || {
 		echo "no echo for the first client"
 		exit 1
-	fi
+	}
 	# on_accept() logs "connected" just before it queues the job
 	exec {QUEUED}<>"/dev/tcp/127.0.0.1/$PORT"
 	[[ -z ${3:-} ]] || printf '%s\n' "$3" >&"$QUEUED"
@@ -178,7 +175,7 @@ restart_after_shutdown() {
 		# Should the worker take the queued connection before the shutdown
 		# drops the queue, it serves it until the 10 s timeout and closes
 		# it then, first all the same.
-		exec {HELD}>&-
+		close_held
 		server_wait "$SERVER_PID" 15 || exit 1
 		if server_start 10 "$BATS_TEST_TMPDIR/again.out" "$SERVER_ERR" \
 			"$STAGE_SERVER" -p "$port" -t 1; then
@@ -302,13 +299,12 @@ signal_idle_worker() {
 		local tgkill=$BATS_FILE_TMPDIR/tgkill fd reply
 		[[ -x $tgkill ]] ||
 			cc -std=c11 -o "$tgkill" "$ROOT/test/tgkill.c" || exit 1
-		exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
-		printf 'first\n' >&"$fd"
-		IFS= read -r -t 5 reply <&"$fd" || reply=
-		if [[ $reply != first ]]; then
+		HELD=()
+		hold_echoed 1 5 || {
 			echo "no echo before the signal"
 			exit 1
-		fi
+		}
+		fd=${HELD[0]}
 		wait_until 5 idle_worker "$SERVER_PID" || {
 			echo "no single idle worker"
 			exit 1
@@ -404,7 +400,7 @@ queued_at_shutdown() {
 	(
 		local reply
 		signal_held_and_queued "$1" TERM waiting
-		exec {HELD}>&-
+		close_held
 		# closed unserved, with its line unread, it may read a reset
 		IFS= read -r -t 5 reply <&"$QUEUED" 2>/dev/null || reply=
 		echo "${reply:-nothing}"
