@@ -800,44 +800,43 @@ exercise() {
 		skip "exercise $1: run with EXERCISES=1 once you have done it"
 }
 
-# racehook_path: test/racehook.so (see racehook.c), built if it is missing:
-# preloaded into a program, it makes a race that a wrong answer loses happen
-# on every run.
-racehook_path() {
+# racehook_env VAR=VALUE... -- ...: RACEHOOK_ENV gets LD_PRELOAD set to
+# test/racehook.so (see racehook.c), built if it is missing or stale, and
+# the VAR=VALUE modes before "--"; RACEHOOK_ARGC the words they took, "--"
+# included.  Preloaded into a program, racehook.so makes a race that a wrong
+# answer loses happen on every run.
+racehook_env() {
 	local hook=$ROOT/test/racehook.so
 	if [[ ! -e $hook || $ROOT/test/racehook.c -nt $hook ]]; then
 		make -s -C "$ROOT" test/racehook.so >&2 || return 1
 	fi
-	printf '%s\n' "$hook"
+	RACEHOOK_ENV=("LD_PRELOAD=$hook")
+	RACEHOOK_ARGC=1
+	while [[ $1 != -- ]]; do
+		RACEHOOK_ENV+=("$1")
+		RACEHOOK_ARGC=$((RACEHOOK_ARGC + 1))
+		shift
+	done
 }
 
 # with_racehook VAR=VALUE... -- COMMAND...: run COMMAND with racehook.so
 # preloaded and the given modes set.
 with_racehook() {
-	local hook vars=()
-	hook=$(racehook_path) || return 1
-	while [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
-	env LD_PRELOAD="$hook" "${vars[@]}" "$@"
+	racehook_env "$@" || return 1
+	shift "$RACEHOOK_ARGC"
+	env "${RACEHOOK_ENV[@]}" "$@"
 }
 
 # start_server_racehook VAR=VALUE... -- ARGS...: start_server ARGS with
 # racehook.so preloaded into the server and the given modes set.
 start_server_racehook() {
-	local real=$ECHOSERVER hook vars=() rc=0
+	local real=$ECHOSERVER rc=0
 	local wrapper=$BATS_TEST_TMPDIR/racehook-server
-	hook=$(racehook_path) || return 1
-	while [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
+	racehook_env "$@" || return 1
+	shift "$RACEHOOK_ARGC"
 	{
-		printf '#!/usr/bin/env bash\nexec env LD_PRELOAD=%q' "$hook"
-		printf ' %q' "${vars[@]}" "$real"
+		printf '#!/usr/bin/env bash\nexec env'
+		printf ' %q' "${RACEHOOK_ENV[@]}" "$real"
 		printf ' "$@"\n'
 	} >"$wrapper"
 	chmod +x "$wrapper"
