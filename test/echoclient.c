@@ -75,17 +75,12 @@ dial(void)
 static void
 churn(size_t n, long deadline)
 {
-	struct addrinfo hints, *ai;
+	struct addrinfo *ai = resolve(addr, port);
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
 	size_t i;
-	int fd, rc, e;
+	int fd, e;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0)
-		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
 	for (i = 0; i < n && now_ms() < deadline; i++) {
 		if (i == 100) {
 			printf("churning: %zu connections\n", i);

@@ -263,16 +263,11 @@ static size_t
 dial_all(uint64_t give_up)
 {
 	struct epoll_event ev[MAX_EVENTS];
-	struct addrinfo hints, *ai;
+	struct addrinfo *ai = resolve(addr, port);
 	struct conn *c;
 	size_t next = 0, dialing = 0, open = 0, k;
-	int i, n, rc;
+	int i, n;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0)
-		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
 	left = nconns;
 	while (next < nconns || dialing > 0) {
 		while (next < nconns && dialing < MAX_DIALING) {

@@ -2,7 +2,7 @@
  * tools.h: what the test client (echoclient), the load generator (loadgen)
  * and the attack lab's client (attack) share: the bytes a connection sends,
  * the size parser for their options, the descriptor limit they raise, their
- * clock and how they connect.
+ * clock, and how they resolve an address and connect.
  *
  * Every byte a connection sends is a function of its seed and of the byte's
  * offset in the stream, so the receiver can recompute and check any echoed
@@ -128,6 +128,21 @@ now_ms(void)
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The TCP address addr port (numeric both); exit 2 if it is not one. */
+static inline struct addrinfo *
+resolve(const char *addr, const char *port)
+{
+	struct addrinfo hints, *ai;
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0)
+		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
+	return ai;
+}
+
 /*
  * Connect to addr port (numeric both), with a receive buffer of rcvbuf
  * bytes when rcvbuf > 0, set before the connect so that the window the
@@ -136,14 +151,9 @@ now_ms(void)
 static inline int
 dial_to(const char *addr, const char *port, int rcvbuf)
 {
-	struct addrinfo hints, *ai;
-	int fd, flags, rc;
+	struct addrinfo *ai = resolve(addr, port);
+	int fd, flags;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	if ((rc = getaddrinfo(addr, port, &hints, &ai)) != 0)
-		errx(2, "%s port %s: %s", addr, port, gai_strerror(rc));
 	if ((fd = socket(ai->ai_family, SOCK_STREAM, 0)) == -1)
 		err(1, "socket");
 	if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
