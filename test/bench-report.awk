@@ -252,10 +252,29 @@ function summary_row(c, s, k,    pp, out) {
 	return out "," (starved[k] + 0) "," (errors[k] + 0) "," (mismatches[k] + 0) "," (lost[k] + 0)
 }
 
+# Case c's label, short enough to fit under a chart's bars without turning.
+function short_label(c,    l) {
+	l = label[c]
+	sub(/^ping-pong /, "", l)
+	sub(/ in flight/, "", l)
+	sub(/ conns?$/, "", l)
+	return l
+}
+
+# Chart file f's cells for k (case SUBSEP server): a tab, then the median,
+# min and max of the list a[k]; "-" for each where k starved connections or
+# has no figure.
+function chart_cells(f, k, a) {
+	if (!starved[k] && stats(a[k]))
+		printf "\t%.3f\t%.3f\t%.3f", S["med"], S["min"], S["max"] > f
+	else
+		printf "\t-\t-\t-" > f
+}
+
 # The chart's data, tab-separated: for each ping-pong and bulk case, every
 # server's throughput ratio to ref (median, min, max), "-" where it starved
 # connections, since its rate then compares nothing.
-function chart_data(    i, j, c, s, l) {
+function chart_data(    i, j, c) {
 	printf "case" > chart
 	for (j = 1; j <= nservers; j++)
 		if (servers[j] != ref)
@@ -265,21 +284,10 @@ function chart_data(    i, j, c, s, l) {
 		c = cases[i]
 		if (mode[c] == "idle")
 			continue
-		# Short labels fit under the bars without turning.
-		l = label[c]
-		sub(/^ping-pong /, "", l)
-		sub(/ in flight/, "", l)
-		sub(/ conns?$/, "", l)
-		printf "%s", l > chart
-		for (j = 1; j <= nservers; j++) {
-			s = servers[j]
-			if (s == ref)
-				continue
-			if (!starved[c SUBSEP s] && stats(RATIO[c SUBSEP s]))
-				printf "\t%.3f\t%.3f\t%.3f", S["med"], S["min"], S["max"] > chart
-			else
-				printf "\t-\t-\t-" > chart
-		}
+		printf "%s", short_label(c) > chart
+		for (j = 1; j <= nservers; j++)
+			if (servers[j] != ref)
+				chart_cells(chart, c SUBSEP servers[j], RATIO)
 		printf "\n" > chart
 	}
 	if (cpuchart != "")
@@ -290,7 +298,7 @@ function chart_data(    i, j, c, s, l) {
 # server's CPU time per echoed message in µs (median, min, max), the
 # reference included, last; "-" where it starved connections or has no
 # figure.
-function cpu_chart_data(    i, j, c, s, l, n, order) {
+function cpu_chart_data(    i, j, c, n, order) {
 	# the throughput panel's servers in its order (and colours), ref last
 	for (j = 1; j <= nservers; j++)
 		if (servers[j] != ref)
@@ -304,18 +312,9 @@ function cpu_chart_data(    i, j, c, s, l, n, order) {
 		c = cases[i]
 		if (mode[c] != "pingpong")
 			continue
-		l = label[c]
-		sub(/^ping-pong /, "", l)
-		sub(/ in flight/, "", l)
-		sub(/ conns?$/, "", l)
-		printf "%s", l > cpuchart
-		for (j = 1; j <= n; j++) {
-			s = order[j]
-			if (!starved[c SUBSEP s] && stats(CPU[c SUBSEP s]))
-				printf "\t%.3f\t%.3f\t%.3f", S["med"], S["min"], S["max"] > cpuchart
-			else
-				printf "\t-\t-\t-" > cpuchart
-		}
+		printf "%s", short_label(c) > cpuchart
+		for (j = 1; j <= n; j++)
+			chart_cells(cpuchart, c SUBSEP order[j], CPU)
 		printf "\n" > cpuchart
 	}
 }
