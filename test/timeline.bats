@@ -27,6 +27,10 @@ lesson() {
 	$2 == 0 && $3 == "signal" { signal = $1 }
 	$2 == 0 && $3 == "threads" { threads = $4 }
 	$2 == 0 && $3 == "log" && $4 ~ /Stopping socket listener/ && stopping == "" { stopping = $1 }
+	$2 == 0 && $3 == "log" && $4 ~ /pausing until a connection closes/ { if (!npause++) pause = $1 }
+	$2 == 0 && $3 == "release" { release = $1; released = $4 }
+	$2 == 0 && $3 == "cpu" { cpu[$5] = $4 }
+	$2 == 1 && $3 == "log" && $4 ~ /: closed$/ && release != "" && back == "" { back = $1 }
 	$2 > 0 && $2 > rows { rows = $2 }
 	$3 == "connect" { conn[$2] = $1 }
 	$3 == "echo" { if (!($2 in first)) first[$2] = $1; last[$2] = $1; n[$2]++; echoes[NR] = $2 "\t" $1 }
@@ -93,8 +97,37 @@ lesson() {
 			for (k in worker) nw++
 			if (nw != 2) bad("the log names " nw " workers, not 2")
 		}
+		if (step == "5-emfile") {
+			# Row 1: the held clients, row 2: the one that found no
+			# descriptor, rows 3 to 5: the clients that arrive after.
+			if (npause != 1) bad("the pause was logged " npause + 0 " times, not once")
+			if (release == "" || released < 1) bad("no held clients released")
+			if (back == "") bad("the server closed none of the released clients")
+			if (back == "" || pause == "") exit 1
+			for (r = 2; r <= rows; r++) {
+				if (r > 2 && conn[r] <= pause) bad(sprintf("client %d connected at %.0f ms, before the pause at %.0f ms", r, conn[r], pause))
+				# it waited: nothing before the descriptors came back
+				if ((r in first) && first[r] < back) bad(sprintf("client %d: an echo at %.0f ms, before the descriptors came back at %.0f ms", r, first[r], back))
+				# and then is served promptly: the close itself makes
+				# the accept loop resume (under 1 ms on a quiet
+				# machine), not a timer.  500 ms, chapter 5s bound
+				# above, is far under the 600 ms the last of them has
+				# waited and leaves a loaded machine room.
+				if (!(r in first) || first[r] - back >= 500)
+					bad(sprintf("client %d: first echo %.0f ms after the descriptors came back, not < 500", r, first[r] - back))
+			}
+			# Paused, not spinning: a loop calling accept() again
+			# at once burns the whole pause (1.5 s); a paused one
+			# wakes every 100 ms (ACCEPT_RETRY_MS), well under 1%.
+			# A quarter leaves room for the 10 ms clock ticks and
+			# the server'"'"'s own logging.
+			if (!("pause" in cpu) || !("release" in cpu) || cpu["pause"] < 0)
+				bad("no CPU times of the server")
+			else if (cpu["release"] - cpu["pause"] > (release - pause) / 4)
+				bad(sprintf("the server used %d ms of CPU in the %.0f ms pause, more than a quarter", cpu["release"] - cpu["pause"], release - pause))
+		}
 		exit failed
-	}' "$2" "$2"
+	}' "$2"
 }
 
 # lesson_jobs CHAPTER FILE: check the lesson of CHAPTER's run (2 or 4) in
@@ -200,6 +233,14 @@ run_timeline() {
 	run_timeline 5
 }
 
+@test "timeline, chapter 5: out of descriptors the server pauses, without spinning; clients arriving in the pause are served within 0.5 s of descriptors coming back" {
+	TIMELINE_OUT=$OUT SCENARIO=emfile run bash "$ROOT/test/timeline.sh" 5
+	assert_success
+	[[ -s $OUT/step5-emfile.svg ]]
+	run lesson 5-emfile "$OUT/step5-emfile.tsv"
+	assert_success
+}
+
 @test "make timeline ECHOSERVER=: chapter 5's scenario against chapter 4's server fails chapter 5's lesson" {
 	# With -t 2 chapter 4 serves two of the four talking clients; the
 	# other two wait until the first two leave, 2 s in.
@@ -221,6 +262,24 @@ run_timeline() {
 	run lesson 3 "$PICS/step5.tsv"
 	assert_failure
 	assert_output --partial "not >= 9000"
+	# no pause in chapter 5's first run; the pause's clients wait
+	run lesson 5-emfile "$PICS/step5.tsv"
+	assert_failure
+	assert_output --partial "logged 0 times"
+	run lesson 5 "$PICS/step5-emfile.tsv"
+	assert_failure
+	assert_output --partial "not < 500"
+	# a server that spins through the pause, its CPU time made so
+	awk -F'\t' -v OFS='\t' '$3 == "cpu" && $5 == "release" { $4 = $4 + 1400 } 1' \
+		"$PICS/step5-emfile.tsv" >"$OUT/spin.tsv"
+	run lesson 5-emfile "$OUT/spin.tsv"
+	assert_failure
+	assert_output --partial "more than a quarter"
+	# a server that never accepts again
+	awk -F'\t' '!($2 >= 2 && $3 == "echo")' "$PICS/step5-emfile.tsv" >"$OUT/stuck.tsv"
+	run lesson 5-emfile "$OUT/stuck.tsv"
+	assert_failure
+	assert_output --partial "after the descriptors came back, not < 500"
 	# chapter 2's run and chapter 4's, each under the other's name
 	awk -F'\t' -v OFS='\t' '$1 == "# run" || $1 == "# output" || $1 ~ /^[24]$/ { $(1 + ($1 ~ /^#/)) = 6 - $(1 + ($1 ~ /^#/)) } 1' \
 		"$PICS/step2.tsv" >"$OUT/swapped.tsv"
@@ -234,7 +293,7 @@ run_timeline() {
 
 @test "every committed timeline shows its lesson and is the picture of its events" {
 	local s
-	for s in 1 3 4 5; do
+	for s in 1 3 4 5 5-emfile; do
 		run lesson "$s" "$PICS/step$s.tsv"
 		assert_success
 		awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$PICS/step$s.tsv" >"$OUT/step$s.svg"
@@ -250,8 +309,8 @@ run_timeline() {
 
 @test "every chapter README with a timeline shows its committed picture" {
 	local s dir
-	for s in 1 2 3 4 5; do
-		dir=$(cd "$ROOT" && echo step"$s"-*)
+	for s in 1 2 3 4 5 5-emfile; do
+		dir=$(cd "$ROOT" && echo step"${s%%-*}"-*)
 		grep -q "](../test/results/timeline/step$s.svg)" "$ROOT/$dir/README.md" ||
 			fail "$dir/README.md does not show test/results/timeline/step$s.svg"
 	done
