@@ -8,6 +8,8 @@ bats_load_library bats-support
 bats_load_library bats-assert
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+# shellcheck source=test/server.bash
+source "$ROOT/test/server.bash"
 PICS=$ROOT/test/results/timeline
 
 setup() {
@@ -316,124 +318,238 @@ run_timeline() {
 	done
 }
 
-# chromium_flags: what headless Chromium needs here, a fresh profile each.
+# png_size FILE: a PNG's width and height, "WxH", from its IHDR chunk.
+png_size() {
+	od -An -tu1 -j16 -N8 "$1" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 "x" $5 * 16777216 + $6 * 65536 + $7 * 256 + $8 }'
+}
+
+# svg_size FILE: the width and height of an SVG's <svg>, "WxH".
+svg_size() {
+	sed -n 's/^<svg [^>]* width="\([0-9]*\)" height="\([0-9]*\)".*/\1x\2/p' "$1"
+}
+
+@test "every committed timeline has its PNG screenshot (make timeline-png), at its SVG's size" {
+	local svg n=0
+	for svg in "$PICS"/*.svg; do
+		[[ -s ${svg%.svg}.png ]] || fail "${svg#"$ROOT"/}: no PNG beside it (make timeline-png)"
+		# a picture redrawn at another size has a stale screenshot
+		[[ $(png_size "${svg%.svg}.png") == "$(svg_size "$svg")" ]] ||
+			fail "${svg%.svg}.png is $(png_size "${svg%.svg}.png"), its SVG $(svg_size "$svg"): make timeline-png"
+		n=$((n + 1))
+	done
+	((n >= 6))
+}
+
+# chromium_flags NAME: what headless Chromium needs here, a fresh profile
+# each (NAME names it); its log, console messages included, on stderr.
 chromium_flags() {
 	echo --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
 		--disable-background-networking --disable-component-update \
 		--disable-sync --user-data-dir="$OUT/profile-$1" \
-		--allow-file-access-from-files --virtual-time-budget=5000
+		--allow-file-access-from-files --virtual-time-budget=5000 \
+		--enable-logging=stderr
 }
 
-# need_chromium: skip without Chromium, except under CI, which must have it.
-need_chromium() {
-	if ! command -v chromium >/dev/null; then
-		[[ ${CI:-} != true ]] || fail "chromium is missing (test/deps.sh check installs it)"
-		skip "chromium is not installed (apt-get install chromium)"
-	fi
-}
-
-@test "every picture the READMEs show loads in headless Chromium, at its size" {
-	need_chromium
-	local readme dir ref n=0
-	# One page with every README's images, each by the path its README
-	# gives, resolved from the README's directory; the page lists each
-	# image's rendered width (0: broken).
+# render_readme README NAME: render README (Markdown) to HTML as GitHub
+# does (cmark-gfm: tables, raw HTML), load it in headless Chromium from
+# README's own directory (a <base>), and check it: every image loads (a
+# width, no error event), each timeline's caption names the command that
+# drew it (make bench for the benchmark chart), no console message.  Print
+# what is wrong; fail if anything is.  NAME names the scratch files.
+render_readme() {
+	local readme=$1 name=$2 dir images img ref size cmd failed=0
+	dir=$(cd "$(dirname "$readme")" && pwd)
 	{
-		echo '<html><body>'
-		for readme in "$ROOT"/README.md "$ROOT"/step*/README.md; do
-			dir=$(dirname "$readme")
-			while read -r ref; do
-				[[ -f $dir/$ref ]] || fail "${readme#"$ROOT"/} shows $ref, which does not exist"
-				printf '<img data-ref="%s" src="file://%s/%s">\n' "${readme#"$ROOT"/}: $ref" "$dir" "$ref"
-				n=$((n + 1))
-			done < <(sed -n 's/.*!\[[^]]*\](\([^)]*\)).*/\1/p' "$readme")
-		done
+		printf '<!DOCTYPE html><html><head><meta charset="utf-8"><base href="file://%s/">\n' "$dir"
 		cat <<-'EOF'
 			<script>
-			window.onload = function () {
+			var errors = [];
+			window.addEventListener("error", function (e) {
+				var t = e.target;
+				errors.push(t && t.tagName ? t.tagName + " " + (t.getAttribute("src") || t.getAttribute("href")) : String(e.message));
+			}, true);
+			window.addEventListener("load", function () {
 				var out = [];
 				document.querySelectorAll("img").forEach(function (i) {
-					out.push(i.getAttribute("data-ref") + " " + i.naturalWidth + "x" + i.naturalHeight);
+					out.push(i.getAttribute("src") + " " + i.naturalWidth + "x" + i.naturalHeight + " " + (i.getAttribute("alt") ? "alt" : "no-alt"));
 				});
-				document.body.setAttribute("data-images", out.join("; "));
-			};
-			</script></body></html>
+				document.body.setAttribute("data-images", out.join("|"));
+				document.body.setAttribute("data-errors", errors.join("|"));
+			});
+			</script></head><body>
 		EOF
-	} >"$OUT/readmes.html"
-	((n >= 6)) || fail "only $n pictures in the READMEs"
+		cmark-gfm --unsafe -e table -e strikethrough -e autolink "$readme"
+		echo '</body></html>'
+	} >"$OUT/$name.html"
 	# shellcheck disable=SC2046
-	timeout 60 chromium $(chromium_flags r) --dump-dom "file://$OUT/readmes.html" \
-		>"$OUT/readmes.dom" 2>/dev/null || fail "chromium failed on the READMEs' pictures"
-	run sed -n 's/.*data-images="\([^"]*\)".*/\1/p' "$OUT/readmes.dom"
-	assert_output --partial "step3-threaded-echo/README.md: ../test/results/timeline/step3.svg 960x"
-	# every picture has a width: none is broken
-	refute_output --regexp ' 0x[0-9]+(;|$)'
-	# and every one is there, with a width
-	[[ $(grep -oE " [1-9][0-9]*x[0-9]+(;|$)" <<<"$output" | wc -l) -eq $n ]]
+	timeout 60 chromium $(chromium_flags "$name") --dump-dom "file://$OUT/$name.html" \
+		>"$OUT/$name.dom" 2>"$OUT/$name.err" || {
+		echo "wrong: chromium failed on $readme: $(tail -3 "$OUT/$name.err")"
+		return 1
+	}
+	grep -q 'data-images=' "$OUT/$name.dom" || {
+		echo "wrong: $readme: the page's check did not run"
+		return 1
+	}
+	images=$(sed -n 's/.*data-images="\([^"]*\)".*/\1/p' "$OUT/$name.dom")
+	while IFS= read -r img; do
+		[[ -n $img ]] || continue
+		read -r ref size alt <<<"$img"
+		if [[ $size == 0x* ]]; then
+			echo "wrong: $readme: $ref is broken"
+			failed=1
+		fi
+		[[ $alt == alt ]] || {
+			echo "wrong: $readme: $ref has no alt text"
+			failed=1
+		}
+		# the caption names the command that drew it
+		cmd=
+		[[ $ref =~ timeline/step([0-9])\.svg$ ]] && cmd="make timeline STEP=${BASH_REMATCH[1]}"
+		[[ $ref =~ timeline/step([0-9])-([a-z]+)\.svg$ ]] &&
+			cmd="make timeline STEP=${BASH_REMATCH[1]} SCENARIO=${BASH_REMATCH[2]}"
+		[[ $ref =~ /bench\.svg$ ]] && cmd="make bench"
+		if [[ -n $cmd ]] && ! grep -qF "<code>$cmd</code>" "$OUT/$name.dom"; then
+			echo "wrong: $readme: $ref is shown, and no \"$cmd\" names what drew it"
+			failed=1
+		fi
+		echo "image $ref $size"
+	done < <(tr '|' '\n' <<<"$images")
+	if grep -q 'data-errors="[^"]' "$OUT/$name.dom"; then
+		echo "wrong: $readme: $(sed -n 's/.*data-errors="\([^"]*\)".*/\1/p' "$OUT/$name.dom") failed to load"
+		failed=1
+	fi
+	if grep -q 'CONSOLE' "$OUT/$name.err"; then
+		echo "wrong: $readme: a console message: $(grep -m 3 CONSOLE "$OUT/$name.err")"
+		failed=1
+	fi
+	return "$failed"
+}
+
+@test "every README renders (cmark-gfm) and loads in headless Chromium: its pictures load, none broken, each captioned with its command, no console message" {
+	need chromium chromium
+	need cmark-gfm cmark-gfm
+	local readme i=0 n
+	for readme in "$ROOT"/README.md "$ROOT"/step*/README.md; do
+		i=$((i + 1))
+		run render_readme "$readme" "readme$i"
+		assert_success
+		refute_output --partial "wrong:"
+		# a chapter README shows its own timelines, loaded
+		if [[ $readme =~ /step([0-9])-[^/]*/README.md$ ]]; then
+			n=${BASH_REMATCH[1]}
+			assert_output --regexp "image \.\./test/results/timeline/step$n\.svg 960x[1-9][0-9]*"
+			[[ $n != 5 ]] ||
+				assert_output --regexp 'image \.\./test/results/timeline/step5-emfile\.svg 960x[1-9][0-9]*'
+		fi
+	done
+	((i >= 6))
+}
+
+@test "the README check rejects a broken picture, a missing caption and a console error" {
+	need chromium chromium
+	need cmark-gfm cmark-gfm
+	mkdir -p "$OUT/book/chapter" "$OUT/book/timeline"
+	cat >"$OUT/book/chapter/README.md" <<-'EOF'
+		# A chapter
+
+		![A picture that is not there](../missing.svg)
+
+		![A timeline with no caption](../timeline/step3.svg)
+
+		<img src="x" onerror="console.error('boom')" alt="logs">
+	EOF
+	cp "$PICS/step3.svg" "$OUT/book/timeline/step3.svg"
+	run render_readme "$OUT/book/chapter/README.md" bad
+	assert_failure
+	assert_output --partial "../missing.svg is broken"
+	assert_output --partial 'no "make timeline STEP=3" names what drew it'
+	assert_output --partial "a console message"
+	assert_output --regexp 'image \.\./timeline/step3\.svg 960x362'
 }
 
 @test "every committed timeline renders in headless Chromium: labels present, not blank, no console error" {
-	need_chromium
-	local s svg height i=0 label labels
-	for s in 1 2 3 4 5; do
-		svg=$PICS/step$s.svg
-		height=$(sed -n 's/^<svg [^>]* height="\([0-9]*\)".*/\1/p' "$svg")
-		# The DOM Chromium built from the file: a broken SVG is an
-		# XML error page instead.
-		# shellcheck disable=SC2046
-		timeout 60 chromium $(chromium_flags "d$s") --dump-dom "file://$svg" \
-			>"$OUT/dom$s" 2>"$OUT/err$s" || fail "chromium --dump-dom failed on step$s.svg: $(tail -3 "$OUT/err$s")"
-		refute grep -qi 'error on line' "$OUT/dom$s"
-		labels=("Chapter $s" "recorded by make timeline STEP=$s" "client" "waiting for the first echo")
-		[[ $s != 2 ]] || labels=("Chapter 2" "recorded by make timeline STEP=2" "worker 4" "asleep in pthread_cond_wait" "workqueue_shutdown()")
-		for label in "${labels[@]}"; do
-			grep -qF "$label" "$OUT/dom$s" || fail "step$s.svg: no \"$label\" in the rendered DOM"
+	need chromium chromium
+	local svg name n i=0 label labels names=()
+	# the screenshots, as make timeline-png takes them
+	run bash "$ROOT/test/timeline-png.sh" "$OUT/png"
+	assert_success
+	# One page: each SVG in an <object>, the text of the document
+	# Chromium built from it copied out (a broken SVG is a parser error
+	# instead); and each screenshot drawn on a canvas, its colours and
+	# its share of pixels that are not white counted.
+	{
+		echo '<html><body>'
+		for svg in "$PICS"/*.svg; do
+			name=$(basename "$svg" .svg)
+			names+=("$name")
+			printf '<object data-name="%s" type="image/svg+xml" data="file://%s"></object>\n' "$name" "$svg"
+			printf '<img data-name="%s" src="%s.png">\n' "$name" "$name"
 		done
-		# shellcheck disable=SC2046
-		timeout 60 chromium $(chromium_flags "s$s") --window-size="960,$height" \
-			--screenshot="$OUT/step$s.png" "file://$svg" >/dev/null 2>&1 ||
-			fail "chromium --screenshot failed on step$s.svg"
-		[[ -s $OUT/step$s.png ]]
-		# TIMELINE_PNG_DIR=dir keeps the screenshots, to look at
-		if [[ -n ${TIMELINE_PNG_DIR:-} ]]; then
-			mkdir -p "$TIMELINE_PNG_DIR"
-			cp "$OUT/step$s.png" "$TIMELINE_PNG_DIR/"
-		fi
-		# Not blank: the screenshot, drawn on a canvas by Chromium
-		# itself, has many colours and enough pixels that are not white.
-		cat >"$OUT/px$s.html" <<-EOF
-			<html><body><canvas id="c"></canvas><script>
-			var img = new Image();
-			img.onload = function () {
-				var c = document.getElementById("c");
-				c.width = img.width; c.height = img.height;
-				var g = c.getContext("2d");
-				g.drawImage(img, 0, 0);
-				var d = g.getImageData(0, 0, c.width, c.height).data, seen = {}, n = 0, ink = 0;
-				for (var i = 0; i < d.length; i += 4) {
-					var k = d[i] + "," + d[i + 1] + "," + d[i + 2];
-					if (!(k in seen)) { seen[k] = 1; n++; }
-					if (d[i] + d[i + 1] + d[i + 2] < 600) ink++;
-				}
-				document.body.setAttribute("data-px", "colours=" + n + " ink=" + (ink / (d.length / 4)).toFixed(3) + " size=" + c.width + "x" + c.height);
-			};
-			img.src = "step$s.png";
+		cat <<-'EOF'
+			<canvas id="c"></canvas><script>
+			window.addEventListener("load", function () {
+				document.querySelectorAll("object").forEach(function (o) {
+					var d = o.contentDocument, pre = document.createElement("pre");
+					pre.id = "text-" + o.getAttribute("data-name");
+					pre.textContent = d == null ? "no document" :
+						d.querySelector("parsererror") ? "parser error" : d.documentElement.textContent;
+					document.body.appendChild(pre);
+				});
+				var out = [];
+				document.querySelectorAll("img").forEach(function (img) {
+					var c = document.getElementById("c");
+					c.width = img.naturalWidth; c.height = img.naturalHeight;
+					var g = c.getContext("2d", {willReadFrequently: true});
+					g.drawImage(img, 0, 0);
+					var d = g.getImageData(0, 0, c.width, c.height).data, seen = {}, n = 0, ink = 0;
+					for (var i = 0; i < d.length; i += 4) {
+						var k = d[i] + "," + d[i + 1] + "," + d[i + 2];
+						if (!(k in seen)) { seen[k] = 1; n++; }
+						if (d[i] + d[i + 1] + d[i + 2] < 600) ink++;
+					}
+					out.push(img.getAttribute("data-name") + " colours=" + n + " ink=" + (ink / Math.max(1, d.length / 4)).toFixed(3));
+				});
+				document.body.setAttribute("data-px", out.join("|"));
+			});
 			</script></body></html>
 		EOF
-		# shellcheck disable=SC2046
-		timeout 60 chromium $(chromium_flags "p$s") --enable-logging=stderr --dump-dom \
-			"file://$OUT/px$s.html" >"$OUT/px$s" 2>"$OUT/pxerr$s" || fail "chromium failed on the pixel check"
-		grep -q 'CONSOLE.*rror' "$OUT/pxerr$s" "$OUT/err$s" && fail "a console error: $(grep -h CONSOLE "$OUT/pxerr$s" "$OUT/err$s")"
-		local px colours ink
-		px=$(sed -n 's/.*data-px="\([^"]*\)".*/\1/p' "$OUT/px$s")
-		[[ -n $px ]] || fail "step$s.png: the pixel check did not run: $(head -c 300 "$OUT/px$s")"
-		[[ $px =~ colours=([0-9]+)\ ink=0\.([0-9]+) ]] || fail "step$s.png: $px"
-		colours=${BASH_REMATCH[1]} ink=${BASH_REMATCH[2]}
-		# A blank page has 1 colour and no ink; bars, text and
-		# anti-aliasing give hundreds of colours and several % ink.
-		((colours >= 50)) || fail "step$s.png: only $colours colours ($px)"
-		((10#$ink >= 20)) || fail "step$s.png: almost blank ($px)"
+	} >"$OUT/png/check.html"
+	# shellcheck disable=SC2046
+	timeout 60 chromium $(chromium_flags check) --dump-dom "file://$OUT/png/check.html" \
+		>"$OUT/check.dom" 2>"$OUT/check.err" || fail "chromium failed on the pictures: $(tail -3 "$OUT/check.err")"
+	grep -q 'CONSOLE' "$OUT/check.err" && fail "a console message: $(grep -m 3 CONSOLE "$OUT/check.err")"
+	for name in "${names[@]}"; do
+		n=${name#step} && n=${n%%-*}
+		# the text of the SVG as Chromium rendered it
+		awk -v RS='<pre id="text-' -v n="$name" 'index($0, n "\">") == 1 { sub(/<\/pre>.*/, ""); print }' \
+			"$OUT/check.dom" >"$OUT/text-$name"
+		[[ -s $OUT/text-$name ]] || fail "$name.svg: not rendered: $(head -c 300 "$OUT/check.dom")"
+		case $name in
+		step2) labels=("Chapter 2" "recorded by make timeline STEP=2" "worker 4" "asleep in pthread_cond_wait" "workqueue_shutdown()") ;;
+		step5-emfile) labels=("Chapter 5" "recorded by make timeline STEP=5 SCENARIO=emfile" "15 held clients" "accept(): EMFILE, accepting pauses" "descriptors back" "waiting for the first echo") ;;
+		*) labels=("Chapter $n" "recorded by make timeline STEP=$n on" "client" "waiting for the first echo") ;;
+		esac
+		for label in "${labels[@]}"; do
+			grep -qF "$label" "$OUT/text-$name" || fail "$name.svg: no \"$label\" in what Chromium rendered: $(head -c 200 "$OUT/text-$name")"
+		done
+		[[ $(png_size "$OUT/png/$name.png") == "$(svg_size "$PICS/$name.svg")" ]] ||
+			fail "$name.png is $(png_size "$OUT/png/$name.png"), not $(svg_size "$PICS/$name.svg")"
 		i=$((i + 1))
 	done
-	((i == 5))
+	((i >= 6))
+	# Not blank: each screenshot has many colours and enough ink.
+	local px line colours ink checked=0
+	px=$(sed -n 's/.*data-px="\([^"]*\)".*/\1/p' "$OUT/check.dom")
+	[[ -n $px ]] || fail "the pixel check did not run: $(head -c 300 "$OUT/check.dom")"
+	while IFS= read -r line; do
+		[[ $line =~ ^([^ ]+)\ colours=([0-9]+)\ ink=0\.([0-9]+)$ ]] || fail "pixel check: $line"
+		name=${BASH_REMATCH[1]} colours=${BASH_REMATCH[2]} ink=${BASH_REMATCH[3]}
+		# A blank page has 1 colour and no ink; bars, text and
+		# anti-aliasing give hundreds of colours and several % ink.
+		((colours >= 50)) || fail "$name.png: only $colours colours ($line)"
+		((10#$ink >= 20)) || fail "$name.png: almost blank ($line)"
+		checked=$((checked + 1))
+	done < <(tr '|' '\n' <<<"$px")
+	((checked == i)) || fail "the pixel check saw $checked screenshots of $i: $px"
 }
