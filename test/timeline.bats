@@ -350,77 +350,113 @@ chromium_flags() {
 		--enable-logging=stderr
 }
 
-# render_readme README NAME: render README (Markdown) to HTML as GitHub
-# does (cmark-gfm: tables, raw HTML), load it in headless Chromium from
-# README's own directory (a <base>), and check it: every image loads (a
-# width, no error event), each timeline's caption names the command that
-# drew it (make bench for the benchmark chart), no console message.  Print
-# what is wrong; fail if anything is.  NAME names the scratch files.
-render_readme() {
-	local readme=$1 name=$2 dir images img ref size cmd failed=0
-	dir=$(cd "$(dirname "$readme")" && pwd)
+# render_readmes README...: render each README (Markdown) to HTML as GitHub
+# does (cmark-gfm: tables, raw HTML) and load them all in headless
+# Chromium, each in a frame of one page, each from its own directory (a
+# <base>); check them: every image loads (a width, no error event, an alt
+# text), each timeline's caption names the command that drew it (make
+# bench for the benchmark chart), no console message.  Print "image
+# README REF WxH" for each image and "wrong: ..." for each fault; fail if
+# there is one.
+render_readmes() {
+	local readme dir k=0 failed=0 kind file ref size alt codes cmd
 	{
-		printf '<!DOCTYPE html><html><head><meta charset="utf-8"><base href="file://%s/">\n' "$dir"
+		echo '<html><body>'
+		for readme in "$@"; do
+			k=$((k + 1))
+			dir=$(cd "$(dirname "$readme")" && pwd)
+			{
+				printf '<!DOCTYPE html><html><head><meta charset="utf-8"><base href="file://%s/">\n' "$dir"
+				cat <<-'EOF'
+					<script>
+					var errors = [];
+					window.addEventListener("error", function (e) {
+						var t = e.target;
+						errors.push(t && t.tagName ? t.tagName + " " + (t.getAttribute("src") || t.getAttribute("href")) : String(e.message));
+					}, true);
+					</script></head><body>
+				EOF
+				cmark-gfm --unsafe -e table -e strikethrough -e autolink "$readme"
+				echo '</body></html>'
+			} >"$OUT/readme$k.html"
+			printf '<iframe data-readme="%s" src="readme%d.html"></iframe>\n' "$readme" "$k"
+		done
+		# Each frame's images, its errors and the commands it shows
+		# in code, one tab-separated line each, once all have loaded.
 		cat <<-'EOF'
-			<script>
-			var errors = [];
-			window.addEventListener("error", function (e) {
-				var t = e.target;
-				errors.push(t && t.tagName ? t.tagName + " " + (t.getAttribute("src") || t.getAttribute("href")) : String(e.message));
-			}, true);
+			<pre id="result"></pre><script>
 			window.addEventListener("load", function () {
 				var out = [];
-				document.querySelectorAll("img").forEach(function (i) {
-					out.push(i.getAttribute("src") + " " + i.naturalWidth + "x" + i.naturalHeight + " " + (i.getAttribute("alt") ? "alt" : "no-alt"));
+				document.querySelectorAll("iframe").forEach(function (f) {
+					var r = f.getAttribute("data-readme"), w = f.contentWindow, d = f.contentDocument;
+					if (d == null || d.body == null) { out.push(r + "\tnone"); return; }
+					d.querySelectorAll("img").forEach(function (i) {
+						out.push(r + "\timage\t" + i.getAttribute("src") + "\t" + i.naturalWidth + "x" + i.naturalHeight + "\t" + (i.getAttribute("alt") ? "alt" : "no-alt"));
+					});
+					(w.errors || []).forEach(function (e) { out.push(r + "\terror\t" + e); });
+					var codes = [];
+					d.querySelectorAll("code").forEach(function (c) {
+						// inline code only: a code block spans lines
+						if (c.parentNode.tagName != "PRE" && /^make /.test(c.textContent))
+							codes.push(c.textContent.replace(/\s+/g, " "));
+					});
+					out.push(r + "\tcodes\t" + codes.join("|"));
 				});
-				document.body.setAttribute("data-images", out.join("|"));
-				document.body.setAttribute("data-errors", errors.join("|"));
+				document.getElementById("result").textContent = out.join("\n");
 			});
-			</script></head><body>
+			</script></body></html>
 		EOF
-		cmark-gfm --unsafe -e table -e strikethrough -e autolink "$readme"
-		echo '</body></html>'
-	} >"$OUT/$name.html"
+	} >"$OUT/readmes.html"
 	# shellcheck disable=SC2046
-	timeout 60 chromium $(chromium_flags "$name") --dump-dom "file://$OUT/$name.html" \
-		>"$OUT/$name.dom" 2>"$OUT/$name.err" || {
-		echo "wrong: chromium failed on $readme: $(tail -3 "$OUT/$name.err")"
+	timeout 60 chromium $(chromium_flags readmes) --dump-dom "file://$OUT/readmes.html" \
+		>"$OUT/readmes.dom" 2>"$OUT/readmes.err" || {
+		echo "wrong: chromium failed on the READMEs: $(tail -3 "$OUT/readmes.err")"
 		return 1
 	}
-	grep -q 'data-images=' "$OUT/$name.dom" || {
-		echo "wrong: $readme: the page's check did not run"
-		return 1
-	}
-	images=$(sed -n 's/.*data-images="\([^"]*\)".*/\1/p' "$OUT/$name.dom")
-	while IFS= read -r img; do
-		[[ -n $img ]] || continue
-		read -r ref size alt <<<"$img"
-		if [[ $size == 0x* ]]; then
-			echo "wrong: $readme: $ref is broken"
-			failed=1
-		fi
-		[[ $alt == alt ]] || {
-			echo "wrong: $readme: $ref has no alt text"
+	sed -n '/<pre id="result">/,/<\/pre>/p' "$OUT/readmes.dom" |
+		sed 's/^<pre id="result">//; s/<\/pre>.*//' >"$OUT/readmes.result"
+	for readme in "$@"; do
+		grep -q "^$readme	codes	" "$OUT/readmes.result" || {
+			echo "wrong: $readme: not rendered: $(grep "^$readme	" "$OUT/readmes.result")"
 			failed=1
 		}
-		# the caption names the command that drew it
-		cmd=
-		[[ $ref =~ timeline/step([0-9])\.svg$ ]] && cmd="make timeline STEP=${BASH_REMATCH[1]}"
-		[[ $ref =~ timeline/step([0-9])-([a-z]+)\.svg$ ]] &&
-			cmd="make timeline STEP=${BASH_REMATCH[1]} SCENARIO=${BASH_REMATCH[2]}"
-		[[ $ref =~ /bench\.svg$ ]] && cmd="make bench"
-		if [[ -n $cmd ]] && ! grep -qF "<code>$cmd</code>" "$OUT/$name.dom"; then
-			echo "wrong: $readme: $ref is shown, and no \"$cmd\" names what drew it"
+	done
+	while IFS=$'\t' read -r file kind ref size alt; do
+		case $kind in
+		image)
+			echo "image $file $ref $size"
+			[[ $size != 0x* ]] || {
+				echo "wrong: $file: $ref is broken"
+				failed=1
+			}
+			[[ $alt == alt ]] || {
+				echo "wrong: $file: $ref has no alt text"
+				failed=1
+			}
+			# the caption names the command that drew it
+			cmd=
+			[[ $ref =~ timeline/step([0-9])\.svg$ ]] && cmd="make timeline STEP=${BASH_REMATCH[1]}"
+			[[ $ref =~ timeline/step([0-9])-([a-z]+)\.svg$ ]] &&
+				cmd="make timeline STEP=${BASH_REMATCH[1]} SCENARIO=${BASH_REMATCH[2]}"
+			[[ $ref =~ /bench\.svg$ ]] && cmd="make bench"
+			codes=$(grep "^$file	codes	" "$OUT/readmes.result" | cut -f3)
+			if [[ -n $cmd && "|$codes|" != *"|$cmd|"* ]]; then
+				echo "wrong: $file: $ref is shown, and no \"$cmd\" names what drew it"
+				failed=1
+			fi
+			;;
+		error)
+			echo "wrong: $file: $ref failed to load"
 			failed=1
-		fi
-		echo "image $ref $size"
-	done < <(tr '|' '\n' <<<"$images")
-	if grep -q 'data-errors="[^"]' "$OUT/$name.dom"; then
-		echo "wrong: $readme: $(sed -n 's/.*data-errors="\([^"]*\)".*/\1/p' "$OUT/$name.dom") failed to load"
-		failed=1
-	fi
-	if grep -q 'CONSOLE' "$OUT/$name.err"; then
-		echo "wrong: $readme: a console message: $(grep -m 3 CONSOLE "$OUT/$name.err")"
+			;;
+		none)
+			echo "wrong: $file: no document"
+			failed=1
+			;;
+		esac
+	done <"$OUT/readmes.result"
+	if grep -q 'CONSOLE' "$OUT/readmes.err"; then
+		echo "wrong: a console message: $(grep -m 3 CONSOLE "$OUT/readmes.err")"
 		failed=1
 	fi
 	return "$failed"
@@ -429,21 +465,20 @@ render_readme() {
 @test "every README renders (cmark-gfm) and loads in headless Chromium: its pictures load, none broken, each captioned with its command, no console message" {
 	need chromium chromium
 	need cmark-gfm cmark-gfm
-	local readme i=0 n
-	for readme in "$ROOT"/README.md "$ROOT"/step*/README.md; do
-		i=$((i + 1))
-		run render_readme "$readme" "readme$i"
-		assert_success
-		refute_output --partial "wrong:"
-		# a chapter README shows its own timelines, loaded
-		if [[ $readme =~ /step([0-9])-[^/]*/README.md$ ]]; then
-			n=${BASH_REMATCH[1]}
-			assert_output --regexp "image \.\./test/results/timeline/step$n\.svg 960x[1-9][0-9]*"
-			[[ $n != 5 ]] ||
-				assert_output --regexp 'image \.\./test/results/timeline/step5-emfile\.svg 960x[1-9][0-9]*'
-		fi
+	local readmes=("$ROOT"/README.md "$ROOT"/step*/README.md) readme n
+	((${#readmes[@]} >= 6))
+	run render_readmes "${readmes[@]}"
+	assert_success
+	refute_output --partial "wrong:"
+	# each chapter README shows its own timelines, loaded
+	for readme in "${readmes[@]}"; do
+		[[ $readme =~ /step([0-9])-[^/]*/README.md$ ]] || continue
+		n=${BASH_REMATCH[1]}
+		assert_output --regexp "image $readme \\.\\./test/results/timeline/step$n\\.svg 960x[1-9][0-9]*"
+		[[ $n != 5 ]] ||
+			assert_output --regexp "image $readme \\.\\./test/results/timeline/step5-emfile\\.svg 960x[1-9][0-9]*"
 	done
-	((i >= 6))
+	assert_output --regexp "image $ROOT/README.md test/results/bench\\.svg [1-9][0-9]*x[1-9]"
 }
 
 @test "the README check rejects a broken picture, a missing caption and a console error" {
@@ -460,12 +495,12 @@ render_readme() {
 		<img src="x" onerror="console.error('boom')" alt="logs">
 	EOF
 	cp "$PICS/step3.svg" "$OUT/book/timeline/step3.svg"
-	run render_readme "$OUT/book/chapter/README.md" bad
+	run render_readmes "$OUT/book/chapter/README.md"
 	assert_failure
 	assert_output --partial "../missing.svg is broken"
 	assert_output --partial 'no "make timeline STEP=3" names what drew it'
 	assert_output --partial "a console message"
-	assert_output --regexp 'image \.\./timeline/step3\.svg 960x362'
+	assert_output --regexp 'image [^ ]*/README.md \.\./timeline/step3\.svg 960x362'
 }
 
 @test "every committed timeline renders in headless Chromium: labels present, not blank, no console error" {
