@@ -679,6 +679,9 @@ main(int argc, char *argv[])
 		s->c[i].fd = -1;
 		s->c[i].row = (int)i + 1 + (s->fill > 0 ? 2 : 0);
 	}
+	/* however the run ends, err() included, the server is stopped */
+	if (atexit(stop_server) != 0)
+		errx(1, "atexit failed");
 	port = start_server(s, argv + 2, &log);
 	printf("# scenario\t%s\n", s->name);
 	if (s->nofile > 0)
