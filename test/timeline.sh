@@ -88,6 +88,7 @@ if [[ $STEP == 2 ]]; then
 	mv "$OUT/step2.tsv.tmp" "$OUT/step2.tsv"
 	awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline-jobs.awk" "$OUT/step2.tsv" >"$OUT/step2.svg"
 	echo "timeline: wrote ${OUT#"$ROOT"/}/step2.svg and step2.tsv"
+	[[ -n ${TIMELINE_OUT:-} ]] || echo "timeline: make timeline-png redraws step2.png from it"
 	exit 0
 fi
 SERVER=${2:-$ROOT/$dir/echoserver}
@@ -121,3 +122,6 @@ shown=$SERVER
 mv "$OUT/$NAME.tsv.tmp" "$OUT/$NAME.tsv"
 awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$OUT/$NAME.tsv" >"$OUT/$NAME.svg"
 echo "timeline: wrote ${OUT#"$ROOT"/}/$NAME.svg and $NAME.tsv"
+# the committed pictures have screenshots beside them
+[[ -z ${TIMELINE_OUT:-} && -z ${2:-} ]] || exit 0
+echo "timeline: make timeline-png redraws $NAME.png from it"
