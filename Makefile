@@ -50,7 +50,11 @@ help:
 	@echo "make bench        measure every chapter against a bare epoll loop and"
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset"
 	@echo "make timeline STEP=N   draw chapter N's lesson from a real run:"
-	@echo "                  test/results/timeline/stepN.svg (ECHOSERVER=path)"
+	@echo "                  test/results/timeline/stepN.svg (ECHOSERVER=path);"
+	@echo "                  STEP=5 SCENARIO=emfile: the accept pause out of"
+	@echo "                  descriptors, to step5-emfile.svg"
+	@echo "make timeline-png   screenshot every committed timeline in headless"
+	@echo "                  Chromium: test/results/timeline/*.png"
 	@echo "make attack STEP=N   the attack lab: hostile clients against chapter N's"
 	@echo "                  server (or ECHOSERVER=path), held or broken per attack;"
 	@echo "                  ATTACK=\"name ...\" runs only those"
@@ -165,11 +169,17 @@ attack: all test/attack test/echoclient
 	@test -n "$(STEP)" || { echo "usage: make attack STEP=N [ECHOSERVER=path] [ATTACK=\"name ...\"]"; exit 2; }
 	@ATTACK=$(call shell_word,$(ATTACK)) bash test/attack.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
 
-# make timeline STEP=N [ECHOSERVER=path]: run chapter N's short scenario
-# against its server and draw what happened (test/timeline.sh).
+# make timeline STEP=N [SCENARIO=name] [ECHOSERVER=path]: run chapter N's
+# short scenario (or its SCENARIO: 5 has emfile) against its server and
+# draw what happened (test/timeline.sh).
 timeline: all test/timeline test/jobtrace.so
-	@test -n "$(STEP)" || { echo "usage: make timeline STEP=N [ECHOSERVER=path] (N: 1 to 5)"; exit 2; }
-	@bash test/timeline.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
+	@test -n "$(STEP)" || { echo "usage: make timeline STEP=N [SCENARIO=emfile] [ECHOSERVER=path] (N: 1 to 5)"; exit 2; }
+	@SCENARIO=$(call shell_word,$(SCENARIO)) bash test/timeline.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
+
+# make timeline-png: each committed timeline as a PNG beside its SVG, as
+# headless Chromium draws it (test/timeline-png.sh).
+timeline-png:
+	@bash test/timeline-png.sh
 
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)
@@ -202,5 +212,5 @@ deps-run deps-test deps-check:
 	@bash test/deps.sh $(@:deps-%=%)
 
 .PHONY: all help run test test-all proofs lint diff stage readme-diffs check bench clean deps stress grade \
-	grade-class handout attack timeline \
+	grade-class handout attack timeline timeline-png \
 	have-build-deps deps-run deps-test deps-check

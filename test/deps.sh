@@ -8,7 +8,7 @@
 #          gdb, GNU parallel
 #   check  `make check` and `make deps`: that, and clang with its sanitizer
 #          runtime, clang-format, cppcheck, valgrind, shellcheck,
-#          chromium
+#          chromium, cmark-gfm
 #
 # Missing Debian/Ubuntu packages are installed when we are root or have
 # passwordless sudo; otherwise, or with --check, the script prints the one
@@ -97,6 +97,8 @@ missing() {
 		have shellcheck || need+=(shellcheck)
 		# the browser check of the timelines (test/timeline.bats)
 		have chromium || need+=(chromium)
+		# the READMEs rendered to HTML for that check
+		have cmark-gfm || need+=(cmark-gfm)
 		read -ra rt <<<"$(sanitizer_pkg)"
 		need+=("${rt[@]}")
 	fi

@@ -2,14 +2,17 @@
 # lines test/timeline.sh adds) as an SVG: one row per client, time across;
 # grey while a client waits for its first echo, then coloured by the thread
 # that serves it where the server's log names one; the signal and the
-# drain's deadline as vertical lines.
+# drain's deadline as vertical lines; out of descriptors, the accept pause
+# and the moment the held clients give descriptors back, and the server's
+# CPU time in between.  Several clients may share a row (the held ones):
+# it spans the first connect to the last close.
 BEGIN {
 	FS = "\t"
 	W = 960; LEFT = 170; RIGHT = 30; TOP = 92; ROW = 40
 	split("#1f77b4 #ff7f0e #2ca02c #9467bd #8c564b #e377c2 #17becf #bcbd22", palette, " ")
 	UNKNOWN = "#5b7a99"
 	ONLY = "#1f77b4"
-	deadline = -1; signal = -1; threads = -1
+	deadline = -1; signal = -1; threads = -1; pause = -1; release = -1; back = -1
 }
 
 /^# / {
@@ -27,17 +30,23 @@ BEGIN {
 		else if (ev == "threads") threads = $4 + 0
 		else if (ev == "end") tend = t
 		else if (ev == "log" && $4 ~ /Stopping socket listener/ && stopping == "") stopping = t
+		else if (ev == "log" && $4 ~ /pausing until a connection closes/ && pause < 0) pause = t
+		else if (ev == "release") { release = t; released = $4 }
+		else if (ev == "cpu") cpu[$5] = $4
 		next
 	}
-	if (ev == "connect") conn[row] = t
+	if (ev == "connect") { if (!(row in conn)) conn[row] = t; nconn[row]++ }
 	else if (ev == "echo") {
 		if (!(row in first)) first[row] = t
 		necho[row]++; echo[row, necho[row]] = t
 	} else if (ev == "noread") noread[row] = t
-	else if (ev == "eof" || ev == "reset" || ev == "error") {
-		if (!(row in fin)) { fin[row] = t; how[row] = ev }
+	else if (ev == "eof" || ev == "reset" || ev == "error" || ev == "close") {
+		# a shared row ends with its last client
+		if (!(row in fin) || nconn[row] > 1) { fin[row] = t; how[row] = ev }
 	} else if (ev == "log") {
 		if ($4 ~ /: timed out$/) timedout[row] = t
+		# descriptors back: the server closed the first released one
+		if ($4 ~ /: closed$/ && release >= 0 && back < 0) back = t
 		if ($4 ~ /worker [0-9]+: .*: connected$/ && !(row in worker)) {
 			w = $4; sub(/.*worker /, "", w); sub(/:.*/, "", w)
 			worker[row] = w + 0; nworkers_seen[w + 0] = 1
@@ -79,7 +88,8 @@ END {
 		rect(x(conn[r]), y + 6, x(served) - x(conn[r]), 20, "#c8c8c8", "")
 		if (served - conn[r] >= 500)
 			text(x(conn[r]) + 4, y + 20, sprintf("waiting %.1f s", (served - conn[r]) / 1000), "")
-		if (r in worker) { col = palette[worker[r] % 8 + 1]; who = "worker " worker[r] }
+		if (nconn[r] > 1) { col = UNKNOWN; who = "each echoed once, then silent, holding a descriptor" }
+		else if (r in worker) { col = palette[worker[r] % 8 + 1]; who = "worker " worker[r] }
 		else if (threads == 1) { col = ONLY; who = "the one thread" }
 		else { col = UNKNOWN; who = "" }
 		if (r in first) {
@@ -100,7 +110,7 @@ END {
 				text(x(fin[r]) + 8, y + 20, "reset", " fill=\"#d62728\"")
 			} else {
 				line(x(fin[r]), y + 4, x(fin[r]), y + 28, "stroke=\"#000\" stroke-width=\"2\"")
-				text(x(fin[r]) + 4, y + 38, (r in timedout ? "timed out, " : "") (how[r] == "eof" ? "closed (FIN)" : how[r]), " font-size=\"10\"")
+				text(x(fin[r]) + 4, y + 38, (r in timedout ? "timed out, " : "") (how[r] == "eof" ? "closed (FIN)" : how[r] == "close" ? "the client closes" : how[r]), " font-size=\"10\"")
 			}
 		}
 	}
@@ -111,6 +121,16 @@ END {
 	if (deadline >= 0) {
 		line(x(deadline), TOP - 10, x(deadline), yaxis, "stroke=\"#000\" stroke-dasharray=\"2,2\" stroke-width=\"1.5\"")
 		text(x(deadline) + 4, TOP - 12, "deadline (+" meta["drain_ms"] / 1000 " s)", "")
+	}
+
+	if (pause >= 0) {
+		line(x(pause), TOP - 10, x(pause), yaxis, "stroke=\"#d62728\" stroke-dasharray=\"5,3\" stroke-width=\"1.5\"")
+		text(x(pause) + 4, TOP - 12, "accept(): EMFILE, accepting pauses", " fill=\"#d62728\"")
+	}
+	if (release >= 0) {
+		b = back >= 0 ? back : release
+		line(x(b), TOP - 10, x(b), yaxis, "stroke=\"#2ca02c\" stroke-dasharray=\"5,3\" stroke-width=\"1.5\"")
+		text(x(b) + 4, TOP - 12, "descriptors back: " released " held clients close", " fill=\"#2ca02c\"")
 	}
 
 	# the legend, and what the picture could not know
@@ -130,6 +150,8 @@ END {
 	line(12, y + 18, 12, y + 25, "stroke=\"#000\"")
 	text(20, y + 25, "a tick: one 16-byte echo back at the client", "")
 	text(300, y + 25, "times: ms since the server's \"listening on\" line, stamped by test/timeline", " fill=\"#555\"")
+	if (pause >= 0 && ("pause" in cpu) && ("release" in cpu))
+		text(12, y + 45, sprintf("the server's CPU time during the pause (/proc/PID/stat): %d ms in %.1f s; nofile (ulimit -n) %s", cpu["release"] - cpu["pause"], (release - pause) / 1000, meta["nofile"]), " fill=\"#555\"")
 	if (deadline >= 0)
 		text(12, y + 45, "deadline: " meta["drain_ms"] / 1000 " s (the chapter's DRAIN_SECONDS) after the server logged that its accept loop stops", " fill=\"#555\"")
 	print "</svg>"

@@ -1,13 +1,16 @@
 #!/usr/bin/env bats
 # The timelines (make timeline) are proofs: the events behind each picture,
 # fresh and committed, show the chapter's lesson; each committed picture is
-# what its events draw; and every picture renders in a real browser.
+# what its events draw, with its screenshot beside it; and every picture,
+# and every README with its pictures, renders in a real browser.
 # bats file_tags=reference-only
 
 bats_load_library bats-support
 bats_load_library bats-assert
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+# shellcheck source=test/server.bash
+source "$ROOT/test/server.bash"
 PICS=$ROOT/test/results/timeline
 
 setup() {
@@ -27,6 +30,10 @@ lesson() {
 	$2 == 0 && $3 == "signal" { signal = $1 }
 	$2 == 0 && $3 == "threads" { threads = $4 }
 	$2 == 0 && $3 == "log" && $4 ~ /Stopping socket listener/ && stopping == "" { stopping = $1 }
+	$2 == 0 && $3 == "log" && $4 ~ /pausing until a connection closes/ { if (!npause++) pause = $1 }
+	$2 == 0 && $3 == "release" { release = $1; released = $4 }
+	$2 == 0 && $3 == "cpu" { cpu[$5] = $4 }
+	$2 == 1 && $3 == "log" && $4 ~ /: closed$/ && release != "" && back == "" { back = $1 }
 	$2 > 0 && $2 > rows { rows = $2 }
 	$3 == "connect" { conn[$2] = $1 }
 	$3 == "echo" { if (!($2 in first)) first[$2] = $1; last[$2] = $1; n[$2]++; echoes[NR] = $2 "\t" $1 }
@@ -93,8 +100,37 @@ lesson() {
 			for (k in worker) nw++
 			if (nw != 2) bad("the log names " nw " workers, not 2")
 		}
+		if (step == "5-emfile") {
+			# Row 1: the held clients, row 2: the one that found no
+			# descriptor, rows 3 to 5: the clients that arrive after.
+			if (npause != 1) bad("the pause was logged " npause + 0 " times, not once")
+			if (release == "" || released < 1) bad("no held clients released")
+			if (back == "") bad("the server closed none of the released clients")
+			if (back == "" || pause == "") exit 1
+			for (r = 2; r <= rows; r++) {
+				if (r > 2 && conn[r] <= pause) bad(sprintf("client %d connected at %.0f ms, before the pause at %.0f ms", r, conn[r], pause))
+				# it waited: nothing before the descriptors came back
+				if ((r in first) && first[r] < back) bad(sprintf("client %d: an echo at %.0f ms, before the descriptors came back at %.0f ms", r, first[r], back))
+				# and then is served promptly: the close itself makes
+				# the accept loop resume (under 1 ms on a quiet
+				# machine), not a timer.  500 ms, chapter 5s bound
+				# above, is far under the 600 ms the last of them has
+				# waited and leaves a loaded machine room.
+				if (!(r in first) || first[r] - back >= 500)
+					bad(sprintf("client %d: first echo %.0f ms after the descriptors came back, not < 500", r, first[r] - back))
+			}
+			# Paused, not spinning: a loop calling accept() again
+			# at once burns the whole pause (1.5 s); a paused one
+			# wakes every 100 ms (ACCEPT_RETRY_MS), well under 1%.
+			# A quarter leaves room for the 10 ms clock ticks and
+			# the server'"'"'s own logging.
+			if (!("pause" in cpu) || !("release" in cpu) || cpu["pause"] < 0)
+				bad("no CPU times of the server")
+			else if (cpu["release"] - cpu["pause"] > (release - pause) / 4)
+				bad(sprintf("the server used %d ms of CPU in the %.0f ms pause, more than a quarter", cpu["release"] - cpu["pause"], release - pause))
+		}
 		exit failed
-	}' "$2" "$2"
+	}' "$2"
 }
 
 # lesson_jobs CHAPTER FILE: check the lesson of CHAPTER's run (2 or 4) in
@@ -200,6 +236,14 @@ run_timeline() {
 	run_timeline 5
 }
 
+@test "timeline, chapter 5: out of descriptors the server pauses, without spinning; clients arriving in the pause are served within 0.5 s of descriptors coming back" {
+	TIMELINE_OUT=$OUT SCENARIO=emfile run bash "$ROOT/test/timeline.sh" 5
+	assert_success
+	[[ -s $OUT/step5-emfile.svg ]]
+	run lesson 5-emfile "$OUT/step5-emfile.tsv"
+	assert_success
+}
+
 @test "make timeline ECHOSERVER=: chapter 5's scenario against chapter 4's server fails chapter 5's lesson" {
 	# With -t 2 chapter 4 serves two of the four talking clients; the
 	# other two wait until the first two leave, 2 s in.
@@ -221,6 +265,24 @@ run_timeline() {
 	run lesson 3 "$PICS/step5.tsv"
 	assert_failure
 	assert_output --partial "not >= 9000"
+	# no pause in chapter 5's first run; the pause's clients wait
+	run lesson 5-emfile "$PICS/step5.tsv"
+	assert_failure
+	assert_output --partial "logged 0 times"
+	run lesson 5 "$PICS/step5-emfile.tsv"
+	assert_failure
+	assert_output --partial "not < 500"
+	# a server that spins through the pause, its CPU time made so
+	awk -F'\t' -v OFS='\t' '$3 == "cpu" && $5 == "release" { $4 = $4 + 1400 } 1' \
+		"$PICS/step5-emfile.tsv" >"$OUT/spin.tsv"
+	run lesson 5-emfile "$OUT/spin.tsv"
+	assert_failure
+	assert_output --partial "more than a quarter"
+	# a server that never accepts again
+	awk -F'\t' '!($2 >= 2 && $3 == "echo")' "$PICS/step5-emfile.tsv" >"$OUT/stuck.tsv"
+	run lesson 5-emfile "$OUT/stuck.tsv"
+	assert_failure
+	assert_output --partial "after the descriptors came back, not < 500"
 	# chapter 2's run and chapter 4's, each under the other's name
 	awk -F'\t' -v OFS='\t' '$1 == "# run" || $1 == "# output" || $1 ~ /^[24]$/ { $(1 + ($1 ~ /^#/)) = 6 - $(1 + ($1 ~ /^#/)) } 1' \
 		"$PICS/step2.tsv" >"$OUT/swapped.tsv"
@@ -234,7 +296,7 @@ run_timeline() {
 
 @test "every committed timeline shows its lesson and is the picture of its events" {
 	local s
-	for s in 1 3 4 5; do
+	for s in 1 3 4 5 5-emfile; do
 		run lesson "$s" "$PICS/step$s.tsv"
 		assert_success
 		awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$PICS/step$s.tsv" >"$OUT/step$s.svg"
@@ -250,131 +312,280 @@ run_timeline() {
 
 @test "every chapter README with a timeline shows its committed picture" {
 	local s dir
-	for s in 1 2 3 4 5; do
-		dir=$(cd "$ROOT" && echo step"$s"-*)
+	for s in 1 2 3 4 5 5-emfile; do
+		dir=$(cd "$ROOT" && echo step"${s%%-*}"-*)
 		grep -q "](../test/results/timeline/step$s.svg)" "$ROOT/$dir/README.md" ||
 			fail "$dir/README.md does not show test/results/timeline/step$s.svg"
 	done
 }
 
-# chromium_flags: what headless Chromium needs here, a fresh profile each.
+# png_size FILE: a PNG's width and height, "WxH", from its IHDR chunk.
+png_size() {
+	od -An -tu1 -j16 -N8 "$1" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 "x" $5 * 16777216 + $6 * 65536 + $7 * 256 + $8 }'
+}
+
+# svg_size FILE: the width and height of an SVG's <svg>, "WxH".
+svg_size() {
+	sed -n 's/^<svg [^>]* width="\([0-9]*\)" height="\([0-9]*\)".*/\1x\2/p' "$1"
+}
+
+@test "every committed timeline has its PNG screenshot (make timeline-png), at its SVG's size" {
+	local svg n=0
+	for svg in "$PICS"/*.svg; do
+		[[ -s ${svg%.svg}.png ]] || fail "${svg#"$ROOT"/}: no PNG beside it (make timeline-png)"
+		# a picture redrawn at another size has a stale screenshot
+		[[ $(png_size "${svg%.svg}.png") == "$(svg_size "$svg")" ]] ||
+			fail "${svg%.svg}.png is $(png_size "${svg%.svg}.png"), its SVG $(svg_size "$svg"): make timeline-png"
+		n=$((n + 1))
+	done
+	((n >= 6))
+}
+
+# chromium_flags NAME: what headless Chromium needs here, a fresh profile
+# each (NAME names it); its log, console messages included, on stderr.
 chromium_flags() {
 	echo --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
 		--disable-background-networking --disable-component-update \
 		--disable-sync --user-data-dir="$OUT/profile-$1" \
-		--allow-file-access-from-files --virtual-time-budget=5000
+		--allow-file-access-from-files --virtual-time-budget=5000 \
+		--enable-logging=stderr
 }
 
-# need_chromium: skip without Chromium, except under CI, which must have it.
-need_chromium() {
-	if ! command -v chromium >/dev/null; then
-		[[ ${CI:-} != true ]] || fail "chromium is missing (test/deps.sh check installs it)"
-		skip "chromium is not installed (apt-get install chromium)"
-	fi
-}
-
-@test "every picture the READMEs show loads in headless Chromium, at its size" {
-	need_chromium
-	local readme dir ref n=0
-	# One page with every README's images, each by the path its README
-	# gives, resolved from the README's directory; the page lists each
-	# image's rendered width (0: broken).
+# render_readmes README...: render each README (Markdown) to HTML as GitHub
+# does (cmark-gfm: tables, raw HTML) and load them all in headless
+# Chromium, each in a frame of one page, each from its own directory (a
+# <base>); check them: every image loads (a width, no error event, an alt
+# text), each timeline's caption names the command that drew it (make
+# bench for the benchmark chart), no console message.  Print "image
+# README REF WxH" for each image and "wrong: ..." for each fault; fail if
+# there is one.
+render_readmes() {
+	local readme dir k=0 failed=0 kind file ref size alt codes cmd
 	{
 		echo '<html><body>'
-		for readme in "$ROOT"/README.md "$ROOT"/step*/README.md; do
-			dir=$(dirname "$readme")
-			while read -r ref; do
-				[[ -f $dir/$ref ]] || fail "${readme#"$ROOT"/} shows $ref, which does not exist"
-				printf '<img data-ref="%s" src="file://%s/%s">\n' "${readme#"$ROOT"/}: $ref" "$dir" "$ref"
-				n=$((n + 1))
-			done < <(sed -n 's/.*!\[[^]]*\](\([^)]*\)).*/\1/p' "$readme")
+		for readme in "$@"; do
+			k=$((k + 1))
+			dir=$(cd "$(dirname "$readme")" && pwd)
+			{
+				printf '<!DOCTYPE html><html><head><meta charset="utf-8"><base href="file://%s/">\n' "$dir"
+				cat <<-'EOF'
+					<script>
+					var errors = [];
+					window.addEventListener("error", function (e) {
+						var t = e.target;
+						errors.push(t && t.tagName ? t.tagName + " " + (t.getAttribute("src") || t.getAttribute("href")) : String(e.message));
+					}, true);
+					</script></head><body>
+				EOF
+				cmark-gfm --unsafe -e table -e strikethrough -e autolink "$readme"
+				echo '</body></html>'
+			} >"$OUT/readme$k.html"
+			printf '<iframe data-readme="%s" src="readme%d.html"></iframe>\n' "$readme" "$k"
 		done
+		# Each frame's images, its errors and the commands it shows
+		# in code, one tab-separated line each, once all have loaded.
 		cat <<-'EOF'
-			<script>
-			window.onload = function () {
+			<pre id="result"></pre><script>
+			window.addEventListener("load", function () {
 				var out = [];
-				document.querySelectorAll("img").forEach(function (i) {
-					out.push(i.getAttribute("data-ref") + " " + i.naturalWidth + "x" + i.naturalHeight);
+				document.querySelectorAll("iframe").forEach(function (f) {
+					var r = f.getAttribute("data-readme"), w = f.contentWindow, d = f.contentDocument;
+					if (d == null || d.body == null) { out.push(r + "\tnone"); return; }
+					d.querySelectorAll("img").forEach(function (i) {
+						out.push(r + "\timage\t" + i.getAttribute("src") + "\t" + i.naturalWidth + "x" + i.naturalHeight + "\t" + (i.getAttribute("alt") ? "alt" : "no-alt"));
+					});
+					(w.errors || []).forEach(function (e) { out.push(r + "\terror\t" + e); });
+					var codes = [];
+					d.querySelectorAll("code").forEach(function (c) {
+						// inline code only: a code block spans lines
+						if (c.parentNode.tagName != "PRE" && /^make /.test(c.textContent))
+							codes.push(c.textContent.replace(/\s+/g, " "));
+					});
+					out.push(r + "\tcodes\t" + codes.join("|"));
 				});
-				document.body.setAttribute("data-images", out.join("; "));
-			};
+				document.getElementById("result").textContent = out.join("\n");
+			});
 			</script></body></html>
 		EOF
 	} >"$OUT/readmes.html"
-	((n >= 6)) || fail "only $n pictures in the READMEs"
 	# shellcheck disable=SC2046
-	timeout 60 chromium $(chromium_flags r) --dump-dom "file://$OUT/readmes.html" \
-		>"$OUT/readmes.dom" 2>/dev/null || fail "chromium failed on the READMEs' pictures"
-	run sed -n 's/.*data-images="\([^"]*\)".*/\1/p' "$OUT/readmes.dom"
-	assert_output --partial "step3-threaded-echo/README.md: ../test/results/timeline/step3.svg 960x"
-	# every picture has a width: none is broken
-	refute_output --regexp ' 0x[0-9]+(;|$)'
-	# and every one is there, with a width
-	[[ $(grep -oE " [1-9][0-9]*x[0-9]+(;|$)" <<<"$output" | wc -l) -eq $n ]]
+	timeout 60 chromium $(chromium_flags readmes) --dump-dom "file://$OUT/readmes.html" \
+		>"$OUT/readmes.dom" 2>"$OUT/readmes.err" || {
+		echo "wrong: chromium failed on the READMEs: $(tail -3 "$OUT/readmes.err")"
+		return 1
+	}
+	sed -n '/<pre id="result">/,/<\/pre>/p' "$OUT/readmes.dom" |
+		sed 's/^<pre id="result">//; s/<\/pre>.*//' >"$OUT/readmes.result"
+	for readme in "$@"; do
+		grep -q "^$readme	codes	" "$OUT/readmes.result" || {
+			echo "wrong: $readme: not rendered: $(grep "^$readme	" "$OUT/readmes.result")"
+			failed=1
+		}
+	done
+	while IFS=$'\t' read -r file kind ref size alt; do
+		case $kind in
+		image)
+			echo "image $file $ref $size"
+			[[ $size != 0x* ]] || {
+				echo "wrong: $file: $ref is broken"
+				failed=1
+			}
+			[[ $alt == alt ]] || {
+				echo "wrong: $file: $ref has no alt text"
+				failed=1
+			}
+			# the caption names the command that drew it
+			cmd=
+			[[ $ref =~ timeline/step([0-9])\.svg$ ]] && cmd="make timeline STEP=${BASH_REMATCH[1]}"
+			[[ $ref =~ timeline/step([0-9])-([a-z]+)\.svg$ ]] &&
+				cmd="make timeline STEP=${BASH_REMATCH[1]} SCENARIO=${BASH_REMATCH[2]}"
+			[[ $ref =~ /bench\.svg$ ]] && cmd="make bench"
+			codes=$(grep "^$file	codes	" "$OUT/readmes.result" | cut -f3)
+			if [[ -n $cmd && "|$codes|" != *"|$cmd|"* ]]; then
+				echo "wrong: $file: $ref is shown, and no \"$cmd\" names what drew it"
+				failed=1
+			fi
+			;;
+		error)
+			echo "wrong: $file: $ref failed to load"
+			failed=1
+			;;
+		none)
+			echo "wrong: $file: no document"
+			failed=1
+			;;
+		esac
+	done <"$OUT/readmes.result"
+	if grep -q 'CONSOLE' "$OUT/readmes.err"; then
+		echo "wrong: a console message: $(grep -m 3 CONSOLE "$OUT/readmes.err")"
+		failed=1
+	fi
+	return "$failed"
+}
+
+@test "every README renders (cmark-gfm) and loads in headless Chromium: its pictures load, none broken, each captioned with its command, no console message" {
+	need chromium chromium
+	need cmark-gfm cmark-gfm
+	local readmes=("$ROOT"/README.md "$ROOT"/step*/README.md) readme n
+	((${#readmes[@]} >= 6))
+	run render_readmes "${readmes[@]}"
+	assert_success
+	refute_output --partial "wrong:"
+	# each chapter README shows its own timelines, loaded
+	for readme in "${readmes[@]}"; do
+		[[ $readme =~ /step([0-9])-[^/]*/README.md$ ]] || continue
+		n=${BASH_REMATCH[1]}
+		assert_output --regexp "image $readme \\.\\./test/results/timeline/step$n\\.svg 960x[1-9][0-9]*"
+		[[ $n != 5 ]] ||
+			assert_output --regexp "image $readme \\.\\./test/results/timeline/step5-emfile\\.svg 960x[1-9][0-9]*"
+	done
+	assert_output --regexp "image $ROOT/README.md test/results/bench\\.svg [1-9][0-9]*x[1-9]"
+}
+
+@test "the README check rejects a broken picture, a missing caption and a console error" {
+	need chromium chromium
+	need cmark-gfm cmark-gfm
+	mkdir -p "$OUT/book/chapter" "$OUT/book/timeline"
+	cat >"$OUT/book/chapter/README.md" <<-'EOF'
+		# A chapter
+
+		![A picture that is not there](../missing.svg)
+
+		![A timeline with no caption](../timeline/step3.svg)
+
+		<img src="x" onerror="console.error('boom')" alt="logs">
+	EOF
+	cp "$PICS/step3.svg" "$OUT/book/timeline/step3.svg"
+	run render_readmes "$OUT/book/chapter/README.md"
+	assert_failure
+	assert_output --partial "../missing.svg is broken"
+	assert_output --partial 'no "make timeline STEP=3" names what drew it'
+	assert_output --partial "a console message"
+	assert_output --regexp 'image [^ ]*/README.md \.\./timeline/step3\.svg 960x362'
 }
 
 @test "every committed timeline renders in headless Chromium: labels present, not blank, no console error" {
-	need_chromium
-	local s svg height i=0 label labels
-	for s in 1 2 3 4 5; do
-		svg=$PICS/step$s.svg
-		height=$(sed -n 's/^<svg [^>]* height="\([0-9]*\)".*/\1/p' "$svg")
-		# The DOM Chromium built from the file: a broken SVG is an
-		# XML error page instead.
-		# shellcheck disable=SC2046
-		timeout 60 chromium $(chromium_flags "d$s") --dump-dom "file://$svg" \
-			>"$OUT/dom$s" 2>"$OUT/err$s" || fail "chromium --dump-dom failed on step$s.svg: $(tail -3 "$OUT/err$s")"
-		refute grep -qi 'error on line' "$OUT/dom$s"
-		labels=("Chapter $s" "recorded by make timeline STEP=$s" "client" "waiting for the first echo")
-		[[ $s != 2 ]] || labels=("Chapter 2" "recorded by make timeline STEP=2" "worker 4" "asleep in pthread_cond_wait" "workqueue_shutdown()")
-		for label in "${labels[@]}"; do
-			grep -qF "$label" "$OUT/dom$s" || fail "step$s.svg: no \"$label\" in the rendered DOM"
+	need chromium chromium
+	local svg name n i=0 label labels names=()
+	# the screenshots, as make timeline-png takes them
+	run bash "$ROOT/test/timeline-png.sh" "$OUT/png"
+	assert_success
+	# One page: each SVG in an <object>, the text of the document
+	# Chromium built from it copied out (a broken SVG is a parser error
+	# instead); and each screenshot drawn on a canvas, its colours and
+	# its share of pixels that are not white counted.
+	{
+		echo '<html><body>'
+		for svg in "$PICS"/*.svg; do
+			name=$(basename "$svg" .svg)
+			names+=("$name")
+			printf '<object data-name="%s" type="image/svg+xml" data="file://%s"></object>\n' "$name" "$svg"
+			printf '<img data-name="%s" src="%s.png">\n' "$name" "$name"
 		done
-		# shellcheck disable=SC2046
-		timeout 60 chromium $(chromium_flags "s$s") --window-size="960,$height" \
-			--screenshot="$OUT/step$s.png" "file://$svg" >/dev/null 2>&1 ||
-			fail "chromium --screenshot failed on step$s.svg"
-		[[ -s $OUT/step$s.png ]]
-		# TIMELINE_PNG_DIR=dir keeps the screenshots, to look at
-		if [[ -n ${TIMELINE_PNG_DIR:-} ]]; then
-			mkdir -p "$TIMELINE_PNG_DIR"
-			cp "$OUT/step$s.png" "$TIMELINE_PNG_DIR/"
-		fi
-		# Not blank: the screenshot, drawn on a canvas by Chromium
-		# itself, has many colours and enough pixels that are not white.
-		cat >"$OUT/px$s.html" <<-EOF
-			<html><body><canvas id="c"></canvas><script>
-			var img = new Image();
-			img.onload = function () {
-				var c = document.getElementById("c");
-				c.width = img.width; c.height = img.height;
-				var g = c.getContext("2d");
-				g.drawImage(img, 0, 0);
-				var d = g.getImageData(0, 0, c.width, c.height).data, seen = {}, n = 0, ink = 0;
-				for (var i = 0; i < d.length; i += 4) {
-					var k = d[i] + "," + d[i + 1] + "," + d[i + 2];
-					if (!(k in seen)) { seen[k] = 1; n++; }
-					if (d[i] + d[i + 1] + d[i + 2] < 600) ink++;
-				}
-				document.body.setAttribute("data-px", "colours=" + n + " ink=" + (ink / (d.length / 4)).toFixed(3) + " size=" + c.width + "x" + c.height);
-			};
-			img.src = "step$s.png";
+		cat <<-'EOF'
+			<canvas id="c"></canvas><script>
+			window.addEventListener("load", function () {
+				document.querySelectorAll("object").forEach(function (o) {
+					var d = o.contentDocument, pre = document.createElement("pre");
+					pre.id = "text-" + o.getAttribute("data-name");
+					pre.textContent = d == null ? "no document" :
+						d.querySelector("parsererror") ? "parser error" : d.documentElement.textContent;
+					document.body.appendChild(pre);
+				});
+				var out = [];
+				document.querySelectorAll("img").forEach(function (img) {
+					var c = document.getElementById("c");
+					c.width = img.naturalWidth; c.height = img.naturalHeight;
+					var g = c.getContext("2d", {willReadFrequently: true});
+					g.drawImage(img, 0, 0);
+					var d = g.getImageData(0, 0, c.width, c.height).data, seen = {}, n = 0, ink = 0;
+					for (var i = 0; i < d.length; i += 4) {
+						var k = d[i] + "," + d[i + 1] + "," + d[i + 2];
+						if (!(k in seen)) { seen[k] = 1; n++; }
+						if (d[i] + d[i + 1] + d[i + 2] < 600) ink++;
+					}
+					out.push(img.getAttribute("data-name") + " colours=" + n + " ink=" + (ink / Math.max(1, d.length / 4)).toFixed(3));
+				});
+				document.body.setAttribute("data-px", out.join("|"));
+			});
 			</script></body></html>
 		EOF
-		# shellcheck disable=SC2046
-		timeout 60 chromium $(chromium_flags "p$s") --enable-logging=stderr --dump-dom \
-			"file://$OUT/px$s.html" >"$OUT/px$s" 2>"$OUT/pxerr$s" || fail "chromium failed on the pixel check"
-		grep -q 'CONSOLE.*rror' "$OUT/pxerr$s" "$OUT/err$s" && fail "a console error: $(grep -h CONSOLE "$OUT/pxerr$s" "$OUT/err$s")"
-		local px colours ink
-		px=$(sed -n 's/.*data-px="\([^"]*\)".*/\1/p' "$OUT/px$s")
-		[[ -n $px ]] || fail "step$s.png: the pixel check did not run: $(head -c 300 "$OUT/px$s")"
-		[[ $px =~ colours=([0-9]+)\ ink=0\.([0-9]+) ]] || fail "step$s.png: $px"
-		colours=${BASH_REMATCH[1]} ink=${BASH_REMATCH[2]}
-		# A blank page has 1 colour and no ink; bars, text and
-		# anti-aliasing give hundreds of colours and several % ink.
-		((colours >= 50)) || fail "step$s.png: only $colours colours ($px)"
-		((10#$ink >= 20)) || fail "step$s.png: almost blank ($px)"
+	} >"$OUT/png/check.html"
+	# shellcheck disable=SC2046
+	timeout 60 chromium $(chromium_flags check) --dump-dom "file://$OUT/png/check.html" \
+		>"$OUT/check.dom" 2>"$OUT/check.err" || fail "chromium failed on the pictures: $(tail -3 "$OUT/check.err")"
+	grep -q 'CONSOLE' "$OUT/check.err" && fail "a console message: $(grep -m 3 CONSOLE "$OUT/check.err")"
+	for name in "${names[@]}"; do
+		n=${name#step} && n=${n%%-*}
+		# the text of the SVG as Chromium rendered it
+		awk -v RS='<pre id="text-' -v n="$name" 'index($0, n "\">") == 1 { sub(/<\/pre>.*/, ""); print }' \
+			"$OUT/check.dom" >"$OUT/text-$name"
+		[[ -s $OUT/text-$name ]] || fail "$name.svg: not rendered: $(head -c 300 "$OUT/check.dom")"
+		case $name in
+		step2) labels=("Chapter 2" "recorded by make timeline STEP=2" "worker 4" "asleep in pthread_cond_wait" "workqueue_shutdown()") ;;
+		step5-emfile) labels=("Chapter 5" "recorded by make timeline STEP=5 SCENARIO=emfile" " held clients" "accept(): EMFILE, accepting pauses" "descriptors back" "waiting for the first echo") ;;
+		*) labels=("Chapter $n" "recorded by make timeline STEP=$n on" "client" "waiting for the first echo") ;;
+		esac
+		for label in "${labels[@]}"; do
+			grep -qF "$label" "$OUT/text-$name" || fail "$name.svg: no \"$label\" in what Chromium rendered: $(head -c 200 "$OUT/text-$name")"
+		done
+		[[ $(png_size "$OUT/png/$name.png") == "$(svg_size "$PICS/$name.svg")" ]] ||
+			fail "$name.png is $(png_size "$OUT/png/$name.png"), not $(svg_size "$PICS/$name.svg")"
 		i=$((i + 1))
 	done
-	((i == 5))
+	((i >= 6))
+	# Not blank: each screenshot has many colours and enough ink.
+	local px line colours ink checked=0
+	px=$(sed -n 's/.*data-px="\([^"]*\)".*/\1/p' "$OUT/check.dom")
+	[[ -n $px ]] || fail "the pixel check did not run: $(head -c 300 "$OUT/check.dom")"
+	while IFS= read -r line; do
+		[[ $line =~ ^([^ ]+)\ colours=([0-9]+)\ ink=0\.([0-9]+)$ ]] || fail "pixel check: $line"
+		name=${BASH_REMATCH[1]} colours=${BASH_REMATCH[2]} ink=${BASH_REMATCH[3]}
+		# A blank page has 1 colour and no ink; bars, text and
+		# anti-aliasing give hundreds of colours and several % ink.
+		((colours >= 50)) || fail "$name.png: only $colours colours ($line)"
+		((10#$ink >= 20)) || fail "$name.png: almost blank ($line)"
+		checked=$((checked + 1))
+	done < <(tr '|' '\n' <<<"$px")
+	((checked == i)) || fail "the pixel check saw $checked screenshots of $i: $px"
 }

@@ -10,6 +10,7 @@
  */
 
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -28,11 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CLIENTS 8
-#define MSG_LEN	    16	       /* one echo is this many bytes */
-#define START_MS    5000       /* the server must listen within this */
-#define STOP_MS	    3000       /* and exit within this after SIGTERM */
-#define FLOOD	    (64 << 20) /* what a non-reading client sends at most */
+#define MAX_CLIENTS  64
+#define MSG_LEN	     16		/* one echo is this many bytes */
+#define START_MS     5000	/* the server must listen within this */
+#define STOP_MS	     3000	/* and exit within this after SIGTERM */
+#define FLOOD	     (64 << 20) /* what a non-reading client sends at most */
+#define FILL_WAIT_MS 2000	/* a held client not echoed in this: full */
 
 /* What a client does; see the scenarios below. */
 enum kind {
@@ -46,6 +48,7 @@ struct client {
 	enum kind kind;
 	long start, every, stop; /* ms */
 	const char *name;
+	int row; /* of the picture: several clients may share one */
 	int fd;
 	int port; /* our local port: the server's log names it */
 	long next;
@@ -53,7 +56,12 @@ struct client {
 	int shut, ended, reading;
 };
 
-/* A scenario: its clients, the server's extra flags, when to signal. */
+/*
+ * A scenario: its clients, the server's extra flags, when to signal.  From
+ * fill ms on (0: never), held clients take every descriptor the server has
+ * (its limit is nofile); the other clients' times, release_ms and end_ms
+ * then count from the pause, and at release_ms the held clients close.
+ */
 struct scenario {
 	const char *name;
 	const char *flags[4];
@@ -61,6 +69,8 @@ struct scenario {
 	long end_ms;
 	int nclients;
 	struct client c[MAX_CLIENTS];
+	int fill, nofile;
+	long release_ms;
 };
 
 /*
@@ -68,7 +78,9 @@ struct scenario {
  * workers, two clients that hold them silently and two that wait for the
  * 10 s timeout to free them.  step4: a busy, a quiet and a non-reading
  * client, then SIGTERM: the drain and its deadline.  step5: step3's four
- * clients on two threads, all served at once.
+ * clients on two threads, all served at once.  step5-emfile: at 32
+ * descriptors, held clients take them all; three clients arrive during the
+ * accept pause, 0.3 s apart, and are served once the held ones close.
  */
 #define C(k, st, ev, sp, nm)                                                   \
 	{                                                                      \
@@ -77,30 +89,48 @@ struct scenario {
 	}
 /* clang-format off */
 static struct scenario scenarios[] = {
-	{"step1", {NULL}, -1, 2300, 4,
-	 {C(TALK, 0, 200, 2000, "client 1"),
-	  C(TALK, 50, 200, 2000, "client 2"),
-	  C(TALK, 100, 200, 2000, "client 3"),
-	  C(TALK, 150, 200, 2000, "client 4")}},
-	{"step3", {"-t", "2", NULL}, -1, 12000, 4,
-	 {C(HOLD, 0, 0, 0, "client 1 (silent)"),
-	  C(HOLD, 0, 0, 0, "client 2 (silent)"),
-	  C(TALK, 300, 500, 11300, "client 3"),
-	  C(TALK, 300, 500, 11300, "client 4")}},
-	{"step4", {"-t", "4", NULL}, 1000, 2800, 3,
-	 {C(TALK, 0, 20, 100000, "busy"),
-	  C(HOLD, 0, 0, 0, "quiet"),
-	  C(NOREAD, 0, 0, 0, "not reading")}},
-	{"step5", {"-t", "2", NULL}, -1, 2300, 4,
-	 {C(TALK, 0, 200, 2000, "client 1"),
-	  C(TALK, 10, 200, 2000, "client 2"),
-	  C(TALK, 20, 200, 2000, "client 3"),
-	  C(TALK, 30, 200, 2000, "client 4")}},
+	{.name = "step1", .flags = {NULL}, .signal_ms = -1, .end_ms = 2300,
+	 .nclients = 4,
+	 .c = {C(TALK, 0, 200, 2000, "client 1"),
+	       C(TALK, 50, 200, 2000, "client 2"),
+	       C(TALK, 100, 200, 2000, "client 3"),
+	       C(TALK, 150, 200, 2000, "client 4")}},
+	{.name = "step3", .flags = {"-t", "2", NULL}, .signal_ms = -1,
+	 .end_ms = 12000, .nclients = 4,
+	 .c = {C(HOLD, 0, 0, 0, "client 1 (silent)"),
+	       C(HOLD, 0, 0, 0, "client 2 (silent)"),
+	       C(TALK, 300, 500, 11300, "client 3"),
+	       C(TALK, 300, 500, 11300, "client 4")}},
+	{.name = "step4", .flags = {"-t", "4", NULL}, .signal_ms = 1000,
+	 .end_ms = 2800, .nclients = 3,
+	 .c = {C(TALK, 0, 20, 100000, "busy"),
+	       C(HOLD, 0, 0, 0, "quiet"),
+	       C(NOREAD, 0, 0, 0, "not reading")}},
+	{.name = "step5", .flags = {"-t", "2", NULL}, .signal_ms = -1,
+	 .end_ms = 2300, .nclients = 4,
+	 .c = {C(TALK, 0, 200, 2000, "client 1"),
+	       C(TALK, 10, 200, 2000, "client 2"),
+	       C(TALK, 20, 200, 2000, "client 3"),
+	       C(TALK, 30, 200, 2000, "client 4")}},
+	{.name = "step5-emfile", .flags = {"-t", "2", NULL}, .signal_ms = -1,
+	 .end_ms = 2500, .nclients = 3,
+	 .c = {C(TALK, 300, 200, 2200, "arrives in the pause"),
+	       C(TALK, 600, 200, 2200, "arrives in the pause"),
+	       C(TALK, 900, 200, 2200, "arrives in the pause")},
+	 .fill = 200, .nofile = 32, .release_ms = 1500},
 };
 /* clang-format on */
 
 static struct timespec t0;
 static pid_t server = -1;
+static int paused; /* the server logged that it stopped accepting */
+
+/* A descriptor read a line at a time. */
+struct lines {
+	int fd;
+	size_t len;
+	char buf[4096];
+};
 
 /* Milliseconds since t0, on a clock that never jumps. */
 static double
@@ -112,12 +142,19 @@ now(void)
 	return (ts.tv_sec - t0.tv_sec) * 1e3 + (ts.tv_nsec - t0.tv_nsec) / 1e6;
 }
 
-/* Print one event: time, row (0: the server), what, detail. */
+/* Print one event at t: time, row (0: the server), what, detail. */
+static void
+event_at(double t, int row, const char *what, const char *detail)
+{
+	printf("%.1f\t%d\t%s\t%s\n", t, row, what, detail ? detail : "");
+	fflush(stdout);
+}
+
+/* Print one event that happens now. */
 static void
 event(int row, const char *what, const char *detail)
 {
-	printf("%.1f\t%d\t%s\t%s\n", now(), row, what, detail ? detail : "");
-	fflush(stdout);
+	event_at(now(), row, what, detail);
 }
 
 /* Stop the server, bounded: SIGTERM, then SIGKILL. */
@@ -194,7 +231,7 @@ ended(struct scenario *s, int i, int error)
 	if (c->ended)
 		return;
 	c->ended = 1;
-	event(i + 1,
+	event(c->row,
 	      error == ECONNRESET ? "reset"
 	      : error		  ? "error"
 				  : "eof",
@@ -228,12 +265,12 @@ receive(struct scenario *s, int i)
 			if (c->echoed % MSG_LEN == 0) {
 				snprintf(what, sizeof(what), "%zu",
 					 c->echoed / MSG_LEN);
-				event(i + 1, "echo", what);
+				event(c->row, "echo", what);
 			}
 		}
 		if (c->kind == NOREAD && c->echoed >= MSG_LEN) {
 			c->reading = 0;
-			event(i + 1, "noread", "stops reading");
+			event(c->row, "noread", "stops reading");
 			return;
 		}
 	}
@@ -255,7 +292,7 @@ send_message(struct scenario *s, int i)
 		return;
 	}
 	c->sent += (size_t)n;
-	event(i + 1, "send", NULL);
+	event(c->row, "send", NULL);
 }
 
 /* A non-reading client sends what the server takes, up to FLOOD bytes. */
@@ -276,7 +313,7 @@ flood(struct scenario *s, int i)
 		c->flooded += (size_t)n;
 	}
 	snprintf(what, sizeof(what), "%zu", c->flooded);
-	event(i + 1, "flooded", what);
+	event(c->row, "flooded", what);
 }
 
 /* Match a server log line to a client by the port it names. */
@@ -291,42 +328,71 @@ server_line(struct scenario *s, char *line)
 			continue;
 		snprintf(port, sizeof(port), ":%d:", s->c[i].port);
 		if (strstr(line, port) != NULL)
-			row = i + 1;
+			row = s->c[i].row;
 	}
+	if (strstr(line, "pausing until a connection closes") != NULL)
+		paused = 1;
 	event(row, "log", line);
 }
 
-/* Read the server's stderr; one log event per whole line. */
+/*
+ * Read what l->fd has and call fn(arg, line) for every whole line; a line
+ * too long for the buffer is taken as it is.  Returns 0 at EOF or on an
+ * error, 1 while more may come.
+ */
 static int
-read_log(struct scenario *s, int fd, char *buf, size_t *len, size_t size)
+read_lines(struct lines *l, void (*fn)(void *, char *), void *arg)
 {
 	ssize_t n;
 	char *nl;
 
-	if ((n = read(fd, buf + *len, size - 1 - *len)) <= 0)
-		return n == -1 && errno == EAGAIN ? 1 : 0;
-	*len += (size_t)n;
-	buf[*len] = '\0';
-	while ((nl = strchr(buf, '\n')) != NULL) {
+	if ((n = read(l->fd, l->buf + l->len, sizeof(l->buf) - 1 - l->len)) <=
+	    0)
+		return n == -1 && (errno == EAGAIN || errno == EINTR) ? 1 : 0;
+	l->len += (size_t)n;
+	l->buf[l->len] = '\0';
+	while ((nl = strchr(l->buf, '\n')) != NULL) {
 		*nl = '\0';
-		server_line(s, buf);
-		*len -= (size_t)(nl + 1 - buf);
-		memmove(buf, nl + 1, *len + 1);
+		fn(arg, l->buf);
+		l->len -= (size_t)(nl + 1 - l->buf);
+		memmove(l->buf, nl + 1, l->len + 1);
 	}
-	if (*len == size - 1) /* a line too long: take it as it is */
-		*len = 0;
+	if (l->len == sizeof(l->buf) - 1) {
+		fn(arg, l->buf);
+		l->len = 0;
+	}
 	return 1;
 }
 
-/* Start the server; return its port; its stderr is *logfd. */
-static int
-start_server(struct scenario *s, char **argv, int *logfd)
+/* read_lines()'s fn for the server's stderr: one log event per line. */
+static void
+log_line(void *arg, char *line)
 {
-	char *args[32], line[256];
-	int out[2], errp[2], i, n = 0, port = 0;
-	size_t len = 0;
+	server_line(arg, line);
+}
+
+/* read_lines()'s fn for the server's stdout: *arg, the port it names. */
+static void
+listening_line(void *arg, char *line)
+{
+	int *port = arg;
+	char *colon = strrchr(line, ':');
+
+	if (*port != 0)
+		return;
+	if (strncmp(line, "listening on ", 13) != 0 || colon == NULL ||
+	    (*port = atoi(colon + 1)) <= 0)
+		*port = -1;
+}
+
+/* Start the server; return its port; its stderr is log->fd. */
+static int
+start_server(struct scenario *s, char **argv, struct lines *log)
+{
+	static struct lines out;
+	char *args[32];
+	int outp[2], errp[2], i, n = 0, port = 0;
 	double deadline;
-	FILE *fp;
 
 	args[n++] = argv[0];
 	for (i = 1; argv[i] != NULL && n < 24; i++)
@@ -337,42 +403,43 @@ start_server(struct scenario *s, char **argv, int *logfd)
 	for (i = 0; s->flags[i] != NULL; i++)
 		args[n++] = (char *)s->flags[i];
 	args[n] = NULL;
-	if (pipe(out) == -1 || pipe(errp) == -1)
+	if (pipe(outp) == -1 || pipe(errp) == -1)
 		err(1, "pipe");
 	if ((server = fork()) == -1)
 		err(1, "fork");
 	if (server == 0) {
-		dup2(out[1], 1);
+		struct rlimit rl;
+
+		dup2(outp[1], 1);
 		dup2(errp[1], 2);
-		close(out[0]);
-		close(out[1]);
+		close(outp[0]);
+		close(outp[1]);
 		close(errp[0]);
 		close(errp[1]);
+		/* the scenario's descriptor limit, as ulimit -n sets it */
+		if (s->nofile > 0) {
+			if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+				err(127, "getrlimit");
+			rl.rlim_cur = (rlim_t)s->nofile;
+			if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+				err(127, "setrlimit");
+		}
 		execv(args[0], args);
 		err(127, "%s", args[0]);
 	}
-	close(out[1]);
+	close(outp[1]);
 	close(errp[1]);
 	/* The "listening on" line, bounded; it starts the clock. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	deadline = START_MS;
+	out.fd = outp[0];
 	while (port == 0 && now() < deadline) {
-		struct pollfd pfd = {.fd = out[0], .events = POLLIN};
-		ssize_t r;
+		struct pollfd pfd = {.fd = out.fd, .events = POLLIN};
 
 		if (poll(&pfd, 1, (int)(deadline - now()) + 1) <= 0)
 			continue;
-		if ((r = read(out[0], line + len, sizeof(line) - 1 - len)) <= 0)
+		if (read_lines(&out, listening_line, &port) == 0)
 			break;
-		len += (size_t)r;
-		line[len] = '\0';
-		if (strchr(line, '\n') != NULL) {
-			char *colon = strrchr(line, ':');
-
-			if (strncmp(line, "listening on ", 13) != 0 ||
-			    colon == NULL || (port = atoi(colon + 1)) <= 0)
-				break;
-		}
 	}
 	if (port <= 0) {
 		stop_server();
@@ -380,12 +447,129 @@ start_server(struct scenario *s, char **argv, int *logfd)
 		     START_MS);
 	}
 	/* Nothing else comes on stdout; let it go. */
-	if ((fp = fdopen(out[0], "r")) != NULL)
-		fclose(fp);
+	close(out.fd);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	*logfd = errp[0];
-	fcntl(*logfd, F_SETFL, fcntl(*logfd, F_GETFL) | O_NONBLOCK);
+	log->fd = errp[0];
+	fcntl(log->fd, F_SETFL, fcntl(log->fd, F_GETFL) | O_NONBLOCK);
 	return port;
+}
+
+/* The server's CPU time so far (user and system), in ms, or -1. */
+static long
+server_cpu(void)
+{
+	char path[64], buf[1024], *p;
+	unsigned long user, sys;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)server);
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* after the name, in parentheses: fields 3 to 13, then 14 and 15 */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		   &user, &sys) != 2)
+		return -1;
+	return (long)((user + sys) * 1000 /
+		      (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+/* A "cpu" event: the server's CPU time now, in ms, and why it is taken. */
+static void
+cpu_event(const char *when)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "%ld\t%s", server_cpu(), when);
+	event(0, "cpu", what);
+}
+
+/*
+ * Take every descriptor the server has: connect held clients, each echoed
+ * before the next, until the server logs that it pauses accepting or one is
+ * not echoed within FILL_WAIT_MS.  That last one waits on its own row;
+ * return the time it connected, the pause.
+ */
+static double
+fill(struct scenario *s, int port, struct lines *log)
+{
+	char what[64];
+	double since;
+
+	for (;;) {
+		struct client *c = &s->c[s->nclients];
+		struct pollfd pfd[2];
+
+		if (s->nclients == MAX_CLIENTS)
+			errx(1, "%d held clients and the server still accepts",
+			     MAX_CLIENTS);
+		memset(c, 0, sizeof(*c));
+		c->kind = HOLD;
+		c->name = "held";
+		c->row = 1;
+		since = now();
+		c->fd = dial(port, &c->port);
+		c->reading = 1;
+		s->nclients++;
+		send_message(s, s->nclients - 1);
+		while (c->echoed < MSG_LEN && !paused &&
+		       now() < since + FILL_WAIT_MS) {
+			pfd[0].fd = c->fd;
+			pfd[0].events = POLLIN;
+			pfd[1].fd = log->fd;
+			pfd[1].events = POLLIN;
+			if (poll(pfd, 2,
+				 (int)(since + FILL_WAIT_MS - now()) + 1) ==
+				    -1 &&
+			    errno != EINTR)
+				err(1, "poll");
+			if (pfd[0].revents & (POLLIN | POLLERR | POLLHUP))
+				receive(s, s->nclients - 1);
+			if (c->ended)
+				errx(1, "a held client was closed: %s",
+				     "is the server out of descriptors "
+				     "already?");
+			if (pfd[1].revents & (POLLIN | POLLHUP))
+				read_lines(log, log_line, s);
+		}
+		/* its row is known now: the last one waits on its own */
+		if (c->echoed < MSG_LEN)
+			c->row = 2;
+		snprintf(what, sizeof(what), "127.0.0.1:%d", c->port);
+		event_at(since, c->row, "connect", what);
+		if (c->row == 2)
+			return since;
+	}
+}
+
+/* The held clients close: the server gets its descriptors back. */
+static void
+release(struct scenario *s)
+{
+	char what[64];
+	int i, n = 0;
+
+	cpu_event("release");
+	for (i = 0; i < s->nclients; i++)
+		if (s->c[i].row == 1 && !s->c[i].ended)
+			n++;
+	snprintf(what, sizeof(what), "%d", n);
+	event(0, "release", what);
+	for (i = 0; i < s->nclients; i++) {
+		struct client *c = &s->c[i];
+
+		if (c->row != 1 || c->ended)
+			continue;
+		close(c->fd);
+		c->ended = 1;
+		event(c->row, "close", NULL);
+	}
 }
 
 /* The client's next timed action, in ms, or -1. */
@@ -401,9 +585,9 @@ next_action(struct client *c)
 	return -1;
 }
 
-/* Due actions: connect, send, finish sending, signal. */
+/* Due actions: connect, send, finish sending, signal, release. */
 static void
-act(struct scenario *s, int port, int *signalled)
+act(struct scenario *s, int port, int *signalled, int *released)
 {
 	char what[64];
 	int i, n;
@@ -415,7 +599,7 @@ act(struct scenario *s, int port, int *signalled)
 			c->fd = dial(port, &c->port);
 			c->reading = 1;
 			snprintf(what, sizeof(what), "127.0.0.1:%d", c->port);
-			event(i + 1, "connect", what);
+			event(c->row, "connect", what);
 			send_message(s, i);
 			c->next = c->start + c->every;
 			continue;
@@ -425,11 +609,15 @@ act(struct scenario *s, int port, int *signalled)
 		if (now() >= c->stop) {
 			shutdown(c->fd, SHUT_WR);
 			c->shut = 1;
-			event(i + 1, "shut", NULL);
+			event(c->row, "shut", NULL);
 		} else if (now() >= c->next) {
 			send_message(s, i);
 			c->next += c->every;
 		}
+	}
+	if (!*released && s->release_ms > 0 && now() >= s->release_ms) {
+		*released = 1;
+		release(s);
 	}
 	if (!*signalled && s->signal_ms >= 0 && now() >= s->signal_ms) {
 		*signalled = 1;
@@ -472,9 +660,9 @@ main(int argc, char *argv[])
 {
 	struct scenario *s = NULL;
 	struct pollfd pfd[MAX_CLIENTS + 1];
-	char logbuf[4096];
-	size_t loglen = 0, i;
-	int port, logfd, signalled = 0, logopen = 1;
+	static struct lines log;
+	size_t i;
+	int port, signalled = 0, released = 0, logopen = 1, held = 0;
 
 	if (argc < 3)
 		usage(argc == 2 && strcmp(argv[1], "-h") == 0 ? 0 : 2);
@@ -486,20 +674,51 @@ main(int argc, char *argv[])
 		usage(2);
 	}
 	signal(SIGPIPE, SIG_IGN);
-	for (i = 0; i < (size_t)s->nclients; i++)
+	/* with fill, rows 1 and 2 are the held clients' and the last's */
+	for (i = 0; i < (size_t)s->nclients; i++) {
 		s->c[i].fd = -1;
-	port = start_server(s, argv + 2, &logfd);
+		s->c[i].row = (int)i + 1 + (s->fill > 0 ? 2 : 0);
+	}
+	/* however the run ends, err() included, the server is stopped */
+	if (atexit(stop_server) != 0)
+		errx(1, "atexit failed");
+	port = start_server(s, argv + 2, &log);
 	printf("# scenario\t%s\n", s->name);
+	if (s->nofile > 0)
+		printf("# nofile\t%d\n", s->nofile);
 	for (i = 0; i < (size_t)s->nclients; i++)
-		printf("# client\t%zu\t%s\n", i + 1, s->c[i].name);
+		printf("# client\t%d\t%s\n", s->c[i].row, s->c[i].name);
 	event(0, "listening", NULL);
+	if (s->fill > 0) {
+		double pause;
+
+		poll(NULL, 0, s->fill);
+		pause = fill(s, port, &log);
+
+		for (i = 0; i < (size_t)s->nclients; i++)
+			if (s->c[i].row == 1)
+				held++;
+		printf("# client\t1\t%d held clients\n", held);
+		printf("# client\t2\tthe one too many\n");
+		cpu_event("pause");
+		/* the rest of the scenario counts from the pause */
+		for (i = 0; i < (size_t)s->nclients; i++)
+			if (s->c[i].fd < 0) {
+				s->c[i].start += (long)pause;
+				s->c[i].stop += (long)pause;
+			}
+		s->release_ms += (long)pause;
+		s->end_ms += (long)pause;
+	}
 	while (now() < s->end_ms) {
 		long wake = s->end_ms, t;
 		int n = 0, j;
 
-		act(s, port, &signalled);
+		act(s, port, &signalled, &released);
 		if (s->signal_ms >= 0 && !signalled && s->signal_ms < wake)
 			wake = s->signal_ms;
+		if (s->release_ms > 0 && !released && s->release_ms < wake)
+			wake = s->release_ms;
 		for (j = 0; j < s->nclients; j++) {
 			struct client *c = &s->c[j];
 
@@ -515,7 +734,7 @@ main(int argc, char *argv[])
 				pfd[n].events |= POLLOUT;
 			n++;
 		}
-		pfd[n].fd = logopen ? logfd : -1;
+		pfd[n].fd = logopen ? log.fd : -1;
 		pfd[n].events = POLLIN;
 		t = wake - (long)now();
 		if (poll(pfd, (nfds_t)n + 1, t > 0 ? (int)t : 0) == -1 &&
@@ -539,14 +758,13 @@ main(int argc, char *argv[])
 			n++;
 		}
 		if (pfd[n].revents & (POLLIN | POLLHUP))
-			logopen = read_log(s, logfd, logbuf, &loglen,
-					   sizeof(logbuf));
+			logopen = read_lines(&log, log_line, s);
 	}
 	event(0, "end", NULL);
 	stop_server();
 	/* What the server logged while it stopped; it has exited. */
-	fcntl(logfd, F_SETFL, fcntl(logfd, F_GETFL) & ~O_NONBLOCK);
-	while (read_log(s, logfd, logbuf, &loglen, sizeof(logbuf)) > 0)
+	fcntl(log.fd, F_SETFL, fcntl(log.fd, F_GETFL) & ~O_NONBLOCK);
+	while (read_lines(&log, log_line, s) > 0)
 		;
 	return 0;
 }

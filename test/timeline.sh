@@ -6,6 +6,10 @@
 # $TIMELINE_OUT, default test/results/timeline (test/results/latest/timeline
 # with a SERVER).  Chapter 2 has no server: its timeline is the work-queue
 # demo's threads, seen through test/jobtrace.so, beside chapter 4's.
+# SCENARIO=emfile (STEP 5 only) draws chapter 5's second lesson instead,
+# to OUT/step5-emfile.{tsv,svg}: the server at 32 descriptors (ulimit -n),
+# held clients take them all, accepting pauses, three clients arrive and
+# wait; the held clients close and the three are served.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +30,20 @@ case $STEP in
 2) dir=step2-workqueue title="Chapter 2: the shutdown wakes every idle worker; each finds no job and sleeps again" ;;
 *)
 	echo "timeline: STEP must be 1 to 5" >&2
+	exit 2
+	;;
+esac
+# the scenario: the chapter's, or SCENARIO's; NAME names its files
+NAME=step$STEP limit=
+case $STEP:${SCENARIO:-} in
+*:) ;;
+5:emfile)
+	NAME=step5-emfile limit="ulimit -n 32; "
+	title="Chapter 5: out of descriptors, accepting pauses; who waits is served once descriptors return"
+	scen="32 descriptors (ulimit -n), -t 2; held clients take them all, three arrive in the pause, the held close"
+	;;
+*)
+	echo "timeline: no scenario '$SCENARIO' for STEP=$STEP (chapter 5 has SCENARIO=emfile)" >&2
 	exit 2
 	;;
 esac
@@ -70,6 +88,7 @@ if [[ $STEP == 2 ]]; then
 	mv "$OUT/step2.tsv.tmp" "$OUT/step2.tsv"
 	awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline-jobs.awk" "$OUT/step2.tsv" >"$OUT/step2.svg"
 	echo "timeline: wrote ${OUT#"$ROOT"/}/step2.svg and step2.tsv"
+	[[ -n ${TIMELINE_OUT:-} ]] || echo "timeline: make timeline-png redraws step2.png from it"
 	exit 0
 fi
 SERVER=${2:-$ROOT/$dir/echoserver}
@@ -92,14 +111,17 @@ shown=$SERVER
 [[ $shown == "$ROOT"/* ]] && shown=${shown#"$ROOT"/}
 {
 	printf '# title\t%s\n' "$title"
-	printf '# server\t%s -p 0 -v%s\n' "$shown" "$flags"
-	printf '# command\tmake timeline STEP=%s\n' "$STEP"
+	printf '# server\t%s%s -p 0 -v%s\n' "$limit" "$shown" "$flags"
+	printf '# command\tmake timeline STEP=%s%s\n' "$STEP" "${SCENARIO:+ SCENARIO=$SCENARIO}"
 	printf '# date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
 	printf '# machine\t%s\n' "$machine"
 	# chapter 4's DRAIN_SECONDS: the one deadline after the accept loop ends
 	[[ $STEP != 4 ]] || printf '# drain_ms\t1000\n'
-	"$ROOT/test/timeline" "step$STEP" "$SERVER"
-} >"$OUT/step$STEP.tsv.tmp"
-mv "$OUT/step$STEP.tsv.tmp" "$OUT/step$STEP.tsv"
-awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$OUT/step$STEP.tsv" >"$OUT/step$STEP.svg"
-echo "timeline: wrote ${OUT#"$ROOT"/}/step$STEP.svg and step$STEP.tsv"
+	"$ROOT/test/timeline" "$NAME" "$SERVER"
+} >"$OUT/$NAME.tsv.tmp"
+mv "$OUT/$NAME.tsv.tmp" "$OUT/$NAME.tsv"
+awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$OUT/$NAME.tsv" >"$OUT/$NAME.svg"
+echo "timeline: wrote ${OUT#"$ROOT"/}/$NAME.svg and $NAME.tsv"
+# the committed pictures have screenshots beside them
+[[ -z ${TIMELINE_OUT:-} && -z ${2:-} ]] || exit 0
+echo "timeline: make timeline-png redraws $NAME.png from it"
