@@ -1016,9 +1016,10 @@ check_accept_pauses() {
 # Fails if MAIN freed no base.
 threads_left_at_base_free() {
 	awk -v main="$2" '
-	# "TID call(...) = N", or its "<... call resumed> ... = N" half
+	# "TID call(...) = N", or its "<... call resumed> ... = N" half;
+	# strace pads a TID to five columns, so one space or more
 	function result(call) {
-		return $0 ~ ("^[0-9]+ (" call "\\(|<\\.\\.\\. " call " resumed>)") &&
+		return $0 ~ ("^[0-9]+ +(" call "\\(|<\\.\\.\\. " call " resumed>)") &&
 		    $NF ~ /^[0-9]+$/ && $(NF - 1) == "="
 	}
 	result("clone3?") { started[$NF] = 1 }
