@@ -502,3 +502,10 @@ queued_at_shutdown() {
 	need prlimit util-linux
 	flips 5 6 step5.bats "^-c 10 serves exactly 10 of 15|^-c 1: refused clients that trickle|^-c 20 at 128 descriptors|^-t 500 at 1,024 descriptors|^-c too large for the descriptor limit|^-c 2 at 32, 64 and 128|^-c 2: a client refused on one worker"
 }
+
+# Patch 7: what the kernel holds for a client that never reads is capped;
+# before it, its send buffer alone grew to megabytes of echo.
+@test "chapter 5 patch 7 (socket buffers): a client that never reads costs the server under 1.25 MiB, and megabytes before" {
+	flips 5 7 step5.bats "^16 clients that never read cost the server under 1.25 MiB"
+	flips_back 5 7 step4.bats "^still wrong: a client that never reads makes the server's kernel hold megabytes"
+}
