@@ -754,48 +754,8 @@ check_shutdown_stuck_readers() {
 	exec {w}>&-
 }
 
-# server_sockets: the server's connected sockets (local port $PORT), as
-# "COUNT BYTES STOPPED": how many there are; the kernel memory they hold,
-# from `ss -tm` (skmem's r, w and f: bytes received, bytes queued to send,
-# and what is reserved for more, which is what net.ipv4.tcp_mem counts; the
-# host-wide /proc/net/sockstat would count every other program's sockets
-# too); and how many hold both input the server has not read and output
-# its client has not taken.
-server_sockets() {
-	ss -tmnH state established "( sport = :$PORT )" | awk '
-		$1 ~ /^[0-9]+$/ && NF >= 4 { n++; if ($1 > 0 && $2 > 0) stopped++ }
-		/skmem:\(/ {
-			s = $0
-			sub(/.*skmem:\(/, "", s)
-			sub(/\).*/, "", s)
-			k = split(s, a, ",")
-			for (i = 1; i <= k; i++) {
-				key = a[i]
-				sub(/[0-9]+$/, "", key)
-				v = substr(a[i], length(key) + 1) + 0
-				if (v > 2147483647) # ss prints a signed int unsigned
-					v -= 4294967296
-				if (key == "r" || key == "w" || key == "f")
-					bytes += v
-			}
-		}
-		END { printf "%d %d %d\n", n, bytes, stopped }'
-}
-
-# _sockets_steady N: the server has N sockets, each stopped (see
-# server_sockets), and what they hold is what it was at the last look,
-# 300 ms ago.
-_sockets_steady() {
-	local now n bytes stopped
-	now=$(server_sockets)
-	read -r n bytes stopped <<<"$now"
-	if [[ $now == "${_LAST_SOCKETS:-}" ]] && ((n == $1 && stopped == $1)); then
-		return 0
-	fi
-	_LAST_SOCKETS=$now
-	nap 0.3
-	return 1
-}
+# server_sockets: socket_memory for the server's port (test/server.bash).
+server_sockets() { socket_memory "$PORT"; }
 
 # stuck_clients N ARGS...: start the server with ARGS; N clients (test/attack
 # cut) each send 64 MB and never read.  Once the server has stopped reading
@@ -805,7 +765,7 @@ _sockets_steady() {
 # the wait is for a state, bounded at 20 s (it takes under 2 s).
 stuck_clients() {
 	local n=$1 fifo=$BATS_TEST_TMPDIR/stuck out=$BATS_TEST_TMPDIR/stuck.out
-	local before after count bytes stopped
+	local before after bytes
 	shift
 	start_server "$@"
 	[[ -x $BATS_TEST_DIRNAME/attack && ! $BATS_TEST_DIRNAME/attack.c -nt $BATS_TEST_DIRNAME/attack ]] ||
@@ -818,10 +778,10 @@ stuck_clients() {
 	BG_PIDS+=($!)
 	exec {STUCK_FD}>"$fifo"
 	_LAST_SOCKETS=
-	wait_until 20 _sockets_steady "$n" ||
+	wait_until 20 sockets_steady "$PORT" "$n" ||
 		fail "the server's sockets did not settle: $(server_sockets) (count, bytes, stopped)"
 	after=$(server_rss_kb)
-	read -r count bytes stopped <<<"$(server_sockets)"
+	read -r _ bytes _ <<<"$(server_sockets)"
 	STUCK_KERNEL=$((bytes / n))
 	STUCK_RSS=$(((after - before) * 1024 / n))
 	exec {STUCK_FD}>&-
