@@ -12,7 +12,8 @@
  * connection echoes what it owes and closes lingering on its worker's
  * thread, all by one deadline; the workers are joined and runServer()
  * returns 0.  Out of descriptors it pauses accepting; -i closes idle
- * clients and -c refuses clients over a limit, both lingering.
+ * clients and -c refuses clients over a limit, both lingering; and what the
+ * kernel holds for a client that does not read is capped.
  */
 
 #include <sys/types.h>
@@ -25,6 +26,7 @@
 
 #ifdef __linux__
 #include <linux/sockios.h> /* SIOCOUTQ */
+#include <linux/tcp.h>	   /* TCP_NOTSENT_LOWAT, TCP_INFO */
 #endif
 
 #include <err.h>
@@ -36,6 +38,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +104,19 @@
  */
 #define READ_SIZE (256 * 1024)
 
+/*
+ * What a client that does not read can make the kernel hold for it.  Its
+ * receive buffer is capped at RCVBUF_CAP (the kernel doubles the value for
+ * its bookkeeping).  Until it has taken UNCAP_TAKEN bytes of echo, echo
+ * written but not yet sent stops at UNSENT_CAP (TCP_NOTSENT_LOWAT): a
+ * write() then takes no more, and the rest waits in the process, where
+ * HIGH_WATER bounds it.  After that the kernel sizes the send buffer itself,
+ * as a bulk stream needs.
+ */
+#define RCVBUF_CAP  (256 * 1024)
+#define UNSENT_CAP  (128 * 1024)
+#define UNCAP_TAKEN (1024 * 1024)
+
 struct worker;
 
 /* One connected client; only its worker's thread touches it. */
@@ -119,6 +135,7 @@ typedef struct client {
 	unsigned draining : 1;	/* shutting down: finish once it is quiet */
 	unsigned lingering : 1; /* shut: discard until the client's EOF */
 	unsigned refused : 1;	/* over -c: never echoed, not counted */
+	unsigned capped : 1;	/* UNSENT_CAP is set: see client_cap() */
 	long linger_end;	/* lingering: when to give up, in now_ms() */
 	char peer[64];		/* "addr:port", for -v */
 	TAILQ_ENTRY(client) entry;
@@ -388,6 +405,56 @@ echo_unacked(int fd)
 }
 
 /*
+ * Bound what the kernel holds for the client should it never read: its
+ * receive buffer for good, echo not yet sent until client_uncap().  A
+ * failure costs memory, not the echo: the client is served all the same.
+ */
+static void
+client_cap(client_t *client)
+{
+	int rcvbuf = RCVBUF_CAP, unsent = UNSENT_CAP;
+
+	if (setsockopt(client->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+		       sizeof(rcvbuf)) == -1)
+		logx("%s: setsockopt SO_RCVBUF: %s", client->peer,
+		     strerror(errno));
+#ifdef __linux__
+	if (setsockopt(client->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent,
+		       sizeof(unsent)) == -1)
+		logx("%s: setsockopt TCP_NOTSENT_LOWAT: %s", client->peer,
+		     strerror(errno));
+	else
+		client->capped = 1;
+#else
+	(void)unsent; /* TCP_NOTSENT_LOWAT is Linux's */
+#endif
+}
+
+/*
+ * Lift UNSENT_CAP once the client has taken UNCAP_TAKEN bytes of echo: its
+ * side has acknowledged them, read or held in its own buffers.  A bulk
+ * stream then moves with fewer system calls, the kernel queueing megabytes.
+ */
+static void
+client_uncap(client_t *client)
+{
+#ifdef __linux__
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int unsent = 0; /* the system's default: no cap */
+
+	if (getsockopt(client->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_acked) +
+			    sizeof(ti.tcpi_bytes_acked) ||
+	    ti.tcpi_bytes_acked < UNCAP_TAKEN)
+		return;
+	if (setsockopt(client->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent,
+		       sizeof(unsent)) == 0)
+		client->capped = 0;
+#endif
+}
+
+/*
  * -i, echo waiting: wait for the socket until the client's deadline, which
  * only the client taking echo moves (see echo_write_cb()).  A write callback
  * restarts libevent's timeout whatever moved, so set what is left of it.
@@ -564,6 +631,8 @@ echo_write_cb(evutil_socket_t fd, short ev, void *arg)
 		closeAndFreeClient(client);
 		return;
 	}
+	if (client->capped)
+		client_uncap(client);
 	/*
 	 * The socket takes more when the client took some, but also when its
 	 * kernel grew the buffer: only fewer bytes unacknowledged than after
@@ -728,6 +797,7 @@ client_new(struct worker *w, int fd)
 		}
 		return;
 	}
+	client_cap(client);
 	if (client_read(client) == -1)
 		return;
 	/* A client that arrives during the drain is drained too. */

@@ -10,6 +10,7 @@
 #                             slowloris half-close late-byte reset-storm
 #                             churn fd-exhaustion trickle flood
 #                             low-fd-flood backlog zero-window cut-echo
+#                             kernel-memory
 #
 # Every client and every wait is bounded; every server is stopped.  Exit 0
 # when every attack held, 3 when one broke, 1 if one could not run, 2 on a
@@ -25,7 +26,7 @@ source "$ROOT/test/server.bash"
 	exit 2
 }
 STEP=$1
-ALL="slowloris half-close late-byte reset-storm churn fd-exhaustion trickle flood low-fd-flood backlog zero-window cut-echo"
+ALL="slowloris half-close late-byte reset-storm churn fd-exhaustion trickle flood low-fd-flood backlog zero-window cut-echo kernel-memory"
 ATTACKS=${ATTACK:-$ALL}
 for a in $ATTACKS; do
 	[[ " $ALL " == *" $a "* ]] || {
@@ -464,6 +465,38 @@ attack_cut_echo() {
 		report "cut-echo detection" held "${line#cut: }"
 	else
 		report "cut-echo detection" broken "$silent of 32 read a FIN after part of their echo"
+	fi
+}
+
+# kernel memory per stuck client: on -t 4, 4 clients send 64 MB each and
+# never read.  Once the server has stopped reading them and nothing moves,
+# the kernel memory its 4 sockets hold (ss -tm, see socket_memory in
+# test/server.bash) must be at most 1 MiB a client: a receive buffer of
+# 512 KiB and 128 KiB of unsent echo, each with a segment over, are 768 KiB.
+# One worker per client, so that chapter 4 serves them all too.
+attack_kernel_memory() {
+	local c count bytes per
+	start -t 4 || return 1
+	mkfifo "$TMP/go5"
+	# the line on the FIFO never comes: cleanup ends the clients
+	"$ATTACK_BIN" -p "$PORT" -T 60000 cut 4 64000000 0 <"$TMP/go5" \
+		>"$TMP/km.out" 2>&1 &
+	c=$!
+	BG+=("$c")
+	exec 8>"$TMP/go5"
+	_LAST_SOCKETS=
+	if ! wait_until 20 sockets_steady "$PORT" 4; then
+		exec 8>&-
+		cannot "the 4 clients did not settle in 20 s: $(socket_memory "$PORT") (sockets, bytes, stopped)"
+		return 1
+	fi
+	read -r count bytes _ <<<"$(socket_memory "$PORT")"
+	exec 8>&-
+	per=$((bytes / 4 / 1024))
+	if ((count == 4 && per <= 1024)); then
+		report "kernel memory per stuck client" held "$per KiB in the server's sockets for each of 4 clients that never read"
+	else
+		report "kernel memory per stuck client" broken "$per KiB in the server's sockets for each of 4 clients that never read"
 	fi
 }
 

@@ -754,6 +754,42 @@ check_shutdown_stuck_readers() {
 	exec {w}>&-
 }
 
+# server_sockets: socket_memory for the server's port (test/server.bash).
+server_sockets() { socket_memory "$PORT"; }
+
+# stuck_clients N ARGS...: start the server with ARGS; N clients (test/attack
+# cut) each send 64 MB and never read.  Once the server has stopped reading
+# them all and nothing moves, set STUCK_KERNEL to the kernel memory its
+# sockets hold per client, in bytes, and STUCK_RSS to what its RSS grew by
+# per client, in bytes.  It measures what is there, not how fast it came:
+# the wait is for a state, bounded at 20 s (it takes under 2 s).
+stuck_clients() {
+	local n=$1 fifo=$BATS_TEST_TMPDIR/stuck out=$BATS_TEST_TMPDIR/stuck.out
+	local before after bytes
+	shift
+	start_server "$@"
+	[[ -x $BATS_TEST_DIRNAME/attack && ! $BATS_TEST_DIRNAME/attack.c -nt $BATS_TEST_DIRNAME/attack ]] ||
+		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	before=$(server_rss_kb)
+	mkfifo "$fifo"
+	# the line on the FIFO never comes: the clients go in the teardown
+	"$BATS_TEST_DIRNAME/attack" -p "$PORT" -T 60000 cut "$n" 64000000 0 \
+		<"$fifo" >"$out" 2>&1 3>&- &
+	BG_PIDS+=($!)
+	exec {STUCK_FD}>"$fifo"
+	_LAST_SOCKETS=
+	wait_until 20 sockets_steady "$PORT" "$n" ||
+		fail "the server's sockets did not settle: $(server_sockets) (count, bytes, stopped)"
+	after=$(server_rss_kb)
+	read -r _ bytes _ <<<"$(server_sockets)"
+	STUCK_KERNEL=$((bytes / n))
+	STUCK_RSS=$(((after - before) * 1024 / n))
+	exec {STUCK_FD}>&-
+	echo "# $n clients that never read: per client, the server's RSS" \
+		"$((STUCK_RSS / 1024)) KiB, its sockets' kernel memory" \
+		"$((STUCK_KERNEL / 1024)) KiB" >&3
+}
+
 # A client owed 1 MiB of echo at SIGTERM sends one more byte 300 ms later
 # (-l 300) and then reads: it gets every byte it sent before, then EOF.  A
 # server that closes while the echo is still in the kernel's buffers makes

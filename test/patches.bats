@@ -483,7 +483,7 @@ queued_at_shutdown() {
 # Patch 5 replaces the 10 s timeouts with -i: the quiet client stays, an
 # idle one goes when asked, and one cut with echo owed gets a reset.
 @test "chapter 5 patch 5 (-i): idle clients close after -i, cut ones with a reset, and a client quiet for 10 s is no longer dropped" {
-	flips 5 5 step5.bats "^-i 3 resets a client that never reads|^-i 1 closes an idle client within 1 to 3 s|^-i 1 on clients that do not read|^-i 1: clients closed idle that then trickle"
+	flips 5 5 step5.bats "^-i 3 resets a client that never reads|^-i 1 closes an idle client within 1 to 3 s|^-i 3 on clients that do not read|^-i 1: clients closed idle that then trickle"
 	flips_back 5 5 step4.bats "^still wrong: a client quiet for 10 s is dropped"
 }
 
@@ -492,4 +492,11 @@ queued_at_shutdown() {
 @test "chapter 5 patch 6 (-c): the limit serves exactly 10 of 15, and refused clients cannot linger or starve the rest" {
 	need prlimit util-linux
 	flips 5 6 step5.bats "^-c 10 serves exactly 10 of 15|^-c 1: refused clients that trickle|^-c 20 at 128 descriptors|^-t 500 at 1,024 descriptors|^-c too large for the descriptor limit|^-c 2 at 32, 64 and 128|^-c 2: a client refused on one worker"
+}
+
+# Patch 7: what the kernel holds for a client that never reads is capped;
+# before it, its send buffer alone grew to megabytes of echo.
+@test "chapter 5 patch 7 (socket buffers): a client that never reads costs the server under 1.25 MiB, and megabytes before" {
+	flips 5 7 step5.bats "^16 clients that never read cost the server under 1.25 MiB"
+	flips_back 5 7 step4.bats "^still wrong: a client that never reads makes the server's kernel hold megabytes"
 }

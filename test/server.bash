@@ -129,6 +129,49 @@ proc_cpu_ticks() {
 
 # Process $1's resident memory now and at its peak, in KiB.
 proc_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# socket_memory PORT: the connected sockets whose local port is PORT (a
+# server's), as "COUNT BYTES STOPPED": how many there are; the kernel
+# memory they hold, from `ss -tm` (skmem's r, w and f: bytes received,
+# bytes queued to send, and what is reserved for more, which is what
+# net.ipv4.tcp_mem counts; the host-wide /proc/net/sockstat would count
+# every other program's sockets too); and how many hold both input the
+# server has not read and output its client has not taken.
+socket_memory() {
+	ss -tmnH state established "( sport = :$1 )" | awk '
+		$1 ~ /^[0-9]+$/ && NF >= 4 { n++; if ($1 > 0 && $2 > 0) stopped++ }
+		/skmem:\(/ {
+			s = $0
+			sub(/.*skmem:\(/, "", s)
+			sub(/\).*/, "", s)
+			k = split(s, a, ",")
+			for (i = 1; i <= k; i++) {
+				key = a[i]
+				sub(/[0-9]+$/, "", key)
+				v = substr(a[i], length(key) + 1) + 0
+				if (v > 2147483647) # ss prints a signed int unsigned
+					v -= 4294967296
+				if (key == "r" || key == "w" || key == "f")
+					bytes += v
+			}
+		}
+		END { printf "%d %d %d\n", n, bytes, stopped }'
+}
+
+# sockets_steady PORT N: for wait_until.  PORT has N sockets, each stopped
+# (see socket_memory), and what they hold is what it was at the last look
+# (_LAST_SOCKETS; empty it first), 300 ms before.
+sockets_steady() {
+	local now n stopped
+	now=$(socket_memory "$1")
+	read -r n _ stopped <<<"$now"
+	if [[ $now == "${_LAST_SOCKETS:-}" ]] && ((n == $2 && stopped == $2)); then
+		return 0
+	fi
+	_LAST_SOCKETS=$now
+	nap 0.3
+	return 1
+}
 proc_peak_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
 # server_start SECONDS OUT ERR COMMAND...: run COMMAND in the background, its

@@ -275,6 +275,20 @@ load helper
 	check_base_exits
 }
 
+# Nothing caps what the kernel holds for a client that does not read: its
+# socket's send buffer grows to net.ipv4.tcp_wmem's maximum (4 MiB unless
+# the machine says otherwise) and fills with echo.  Measured on 2026-12-06:
+# about 7 MB a client.  Chapter 5's last patch caps it.
+# bats test_tags=flaw
+@test "still wrong: a client that never reads makes the server's kernel hold megabytes for it" {
+	local wmem_max
+	wmem_max=$(awk '{ print $3 }' /proc/sys/net/ipv4/tcp_wmem)
+	((wmem_max >= 2 * 1024 * 1024)) ||
+		skip "net.ipv4.tcp_wmem's maximum here is $wmem_max bytes"
+	stuck_clients 4 -t 4
+	((STUCK_KERNEL > 2 * 1024 * 1024))
+}
+
 # F9: chapter 3's 10 s timeouts, kept until chapter 5 replaces them with -i.
 # It costs the 10 s it measures.
 # bats test_tags=flaw

@@ -400,32 +400,36 @@ check_refused_flood() {
 	release_clients
 }
 
-# check_cut_echo HOW: 32 clients send 2.5 MB to 5.5 MB each without
-# reading and shut down writing; the sizes straddle what the kernels'
-# buffers and the server's own hold, so some are cut with echo owed.  HOW
-# is "idle" (-i 1 closes them: wait for all 32 closed) or "drain" (SIGTERM
+# check_cut_echo HOW: 32 clients send 32 KiB to 6 MB each (in steps of
+# 192 KiB) without reading and shut down writing; the sizes straddle what
+# the server's kernel takes of a client's echo before it is read (128 KiB
+# and the client's window since patch 7, megabytes before it) and what
+# the server holds, so some are cut with echo owed.  HOW
+# is "idle" (-i 3 closes them: wait for all 32 closed; 3 s, so that the
+# first clients to stall are not reset while others still send, which
+# would end test/attack's sending with a write error) or "drain" (SIGTERM
 # and the deadline).  Then they read: each must get its whole echo and a
 # FIN, or a reset, never a FIN before the whole echo.  Before the fix 3 to
 # 7 of them got that FIN (main's build, 3 runs).
 check_cut_echo() {
 	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/cut.out w
 	if [[ $1 == idle ]]; then
-		start_server -i 1 -t 2 -v
+		start_server -i 3 -t 2 -v
 	else
 		start_server -t 2
 	fi
 	[[ -x $BATS_TEST_DIRNAME/attack && ! $BATS_TEST_DIRNAME/attack.c -nt $BATS_TEST_DIRNAME/attack ]] ||
 		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
 	mkfifo "$fifo"
-	"$BATS_TEST_DIRNAME/attack" -p "$PORT" -T 30000 cut 32 2500000 98304 \
+	"$BATS_TEST_DIRNAME/attack" -p "$PORT" -T 30000 cut 32 32768 196608 \
 		<"$fifo" >"$out" 2>&1 3>&- &
 	BG_PIDS+=($!)
 	exec {w}>"$fifo"
 	wait_for_lines "$out" '^cut: 32 connections sent' 1 20
 	if [[ $1 == idle ]]; then
-		# -i 1 after the last byte, then 1 s more for the echo that does
-		# not move; 10 s is three times that on a busy machine
-		wait_for_lines "$SERVER_ERR" ': closed$' 32 10
+		# -i 3 after the last byte, then 3 s more for the echo that does
+		# not move; 20 s is three times that on a busy machine
+		wait_for_lines "$SERVER_ERR" ': closed$' 32 20
 	else
 		kill -TERM "$SERVER_PID"
 		wait_exit "$SERVER_PID" 5 || fail "the server did not exit"
@@ -465,6 +469,27 @@ check_memory_per_reader() {
 	exec {w}>&-
 	# a sanitizer's shadow memory and redzones are not the server's
 	[[ -n ${SANITIZER:-} ]] || ((per < 256 + 64))
+}
+
+# 16 clients on -t 2 send 64 MB each and never read: what does each cost the
+# server, process and kernel together?  The process: the high-water mark of
+# echo and the evbuffer's costs, under 320 KiB (the test above).  The
+# kernel, on the server's side: the receive buffer, capped at 512 KiB
+# (SO_RCVBUF 256 KiB, which the kernel doubles), and echo written but not
+# sent, capped at 128 KiB (TCP_NOTSENT_LOWAT); each may overshoot its cap
+# by a segment (64 KiB on loopback).  Under 1.25 MiB in all.  Measured on
+# 2026-12-06: 265 KiB + about 600 KiB; before the caps, 263 KiB + 7 MB (a
+# send buffer grown to net.ipv4.tcp_wmem's maximum, 4 MiB, filled with
+# echo, and a receive buffer autotuned to 3 MB).
+check_kernel_memory_per_reader() {
+	local process
+	stuck_clients 16 -t 2
+	# the two workers' read buffers, touched now for the first time
+	process=$((STUCK_RSS - 2 * 256 * 1024 / 16))
+	# a sanitizer's shadow memory and redzones are not the server's
+	[[ -z ${SANITIZER:-} ]] || process=$((320 * 1024))
+	echo "# per client, process and kernel: $(((process + STUCK_KERNEL) / 1024)) KiB" >&3
+	((process + STUCK_KERNEL < 1280 * 1024))
 }
 
 # A worker's event loop fails (test/failwait.c makes epoll_wait() fail on
@@ -689,8 +714,9 @@ check_accept_pauses() {
 	check_idle_timeout
 }
 
-# A client with a 4 KiB receive buffer is owed 256 KiB, most of it still in
-# the server's kernel buffer, when -i 1 closes it; 2 s after its last write
+# A client with a 4 KiB receive buffer is owed 96 KiB, all of it in the
+# server's kernel buffer (under its 128 KiB of echo not yet sent), when
+# -i 1 closes it; 2 s after its last write
 # it sends one more byte, then reads.  Closed lingering, it gets all of its
 # echo and EOF; closed at once, the late byte draws a reset that throws the
 # unsent echo away.
@@ -698,7 +724,7 @@ check_accept_pauses() {
 	start_server -i 1 -t 2
 	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/late.out w
 	mkfifo "$fifo"
-	client -T 20000 -r 4K -l 2000 hold 256K <"$fifo" >"$out" 2>&1 3>&- &
+	client -T 20000 -r 4K -l 2000 hold 96K <"$fifo" >"$out" 2>&1 3>&- &
 	BG_PIDS+=($!)
 	exec {w}>"$fifo"
 	wait_for_lines "$out" '^sent unread' 1 10
@@ -846,7 +872,7 @@ check_accept_pauses() {
 	assert_success
 }
 
-@test "-i 1 on clients that do not read: one cut with echo owed gets a reset, and a complete echo a FIN, never a FIN before the whole echo" {
+@test "-i 3 on clients that do not read: one cut with echo owed gets a reset, and a complete echo a FIN, never a FIN before the whole echo" {
 	check_cut_echo idle
 }
 
@@ -856,6 +882,10 @@ check_accept_pauses() {
 
 @test "16 clients that never read make the server hold at most the high-water mark of echo each, not a whole read more" {
 	check_memory_per_reader
+}
+
+@test "16 clients that never read cost the server under 1.25 MiB each, process and kernel memory together" {
+	check_kernel_memory_per_reader
 }
 
 # test/latesig.c, preloaded, makes the server send itself SIGTERM right
