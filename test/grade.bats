@@ -88,6 +88,20 @@ sys.exit(rc)
 PY
 }
 
+# fake_bats SCRIPT: a bats in $FAKE_BIN (put it first in PATH) that counts
+# tests as the real one does (grade.sh's plan) but runs SCRIPT, bash, for the
+# tests; SCRIPT finds the real bats in $REAL_BATS.
+fake_bats() {
+	FAKE_BIN=$BATS_TEST_TMPDIR/fakebin
+	mkdir -p "$FAKE_BIN"
+	{
+		printf '#!/usr/bin/env bash\nREAL_BATS=%q\n' "$(command -v bats)"
+		printf '[[ " $* " == *" --count "* ]] && exec "$REAL_BATS" "$@"\n'
+		printf '%s\n' "$1"
+	} >"$FAKE_BIN/bats"
+	chmod +x "$FAKE_BIN/bats"
+}
+
 # A directory a test made outside BATS_TEST_TMPDIR goes, also when it fails.
 teardown() {
 	[[ -z ${BOX_BASE:-} ]] || rm -rf "$BOX_BASE" "/tmp/grade-box-evil.$BOX_PID"
@@ -391,13 +405,12 @@ C
 }
 
 @test "finding 2: a result the grader did not plan (a forged or a duplicated line in Bats' output) is a grading error (exit 4) that says so" {
-	local fake=$BATS_TEST_TMPDIR/fakebin real
-	real=$(command -v bats)
-	mkdir -p "$fake"
 	# a bats that runs the tests, then adds a line as if someone wrote it
-	printf '#!/usr/bin/env bash\n"%s" "$@"\nrc=$?\n[[ " $* " == *" --count "* ]] || echo "ok 9 every one of 1000 jobs runs exactly once on 4 workers"\nexit $rc\n' "$real" >"$fake/bats"
-	chmod +x "$fake/bats"
-	PATH=$fake:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
+	fake_bats '"$REAL_BATS" "$@"
+rc=$?
+echo "ok 9 every one of 1000 jobs runs exactly once on 4 workers"
+exit $rc'
+	PATH=$FAKE_BIN:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
 	assert_equal "$status" 4
 	assert_output --partial "grading error: results the grader did not plan"
 	assert_line "score: 0/1 passed"
@@ -545,13 +558,10 @@ C
 }
 
 @test "finding 6: a skipped test is not passed: it scores 0 of 1 in results.json and the table says skipped" {
-	local fake=$BATS_TEST_TMPDIR/fakebin real
-	real=$(command -v bats)
-	mkdir -p "$fake"
 	# a bats whose run reports the one planned test skipped
-	printf '#!/usr/bin/env bash\n[[ " $* " == *" --count "* ]] && exec "%s" "$@"\necho 1..1\necho "ok 1 every one of 1000 jobs runs exactly once on 4 workers # skip no machine for it"\n' "$real" >"$fake/bats"
-	chmod +x "$fake/bats"
-	PATH=$fake:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
+	fake_bats 'echo 1..1
+echo "ok 1 every one of 1000 jobs runs exactly once on 4 workers # skip no machine for it"'
+	PATH=$FAKE_BIN:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
 	assert_success
 	assert_line "skip  every one of 1000 jobs runs exactly once on 4 workers (skipped: no machine for it)"
 	assert_line "score: 0/1 passed (1 skipped: not passed)"
