@@ -22,6 +22,13 @@ miscount() {
 	grep -q '__sync_fetch_and_add(&twice, 1)' "$1/workqueue.c"
 }
 
+# worker_short DIR: make DIR's chapter 2 workqueue_init() start one worker
+# too few (4 jobs that wait for each other then never all finish).
+worker_short() {
+	sed -i 's/for (i = 0; i < numWorkers; i++)/for (i = 1; i < numWorkers; i++)/' "$1/workqueue.c"
+	grep -q 'for (i = 1; i < numWorkers' "$1/workqueue.c"
+}
+
 # hang DIR: make DIR's chapter 2 workqueue_shutdown() join a worker without
 # exercise 1's fix, so that the demo never returns (a plausible mistake).
 hang() {

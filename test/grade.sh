@@ -824,39 +824,50 @@ build_box() {
 	cc -O1 -o "$1" "$box/boxexec.c" "${@:4}" -DPROG="\"$2\"" -DBOX="\"$box\"" -DWORK="\"$work\"" \
 		-DSCRATCH="\"$scratch\"" \
 		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" -DMOUNT_NS="$3" \
-		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$work/box.log" ||
-		misuse "cannot build the box: $(cat "$work/box.log")"
+		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$1.log" ||
+		misuse "cannot build the box: $(cat "$1.log")"
+	rm -f "$1.log"
 }
+# boxrun COMMAND ARGS: the tests' builds from the student's sources (and
+# Makefile) and the sanitizer servers they make, in the same box.
 # The read-only view needs root (a mount namespace) and a kernel that gives
-# one (5.12 or later for a recursive read-only remount): tried once with
-# true(1) in the box; without it the box is the rest (GRADE_MOUNT_NS=0
-# asks for that).
+# one (5.12 or later for a recursive read-only remount): tried once by
+# running true(1) with boxrun built for it; without it the box is the rest
+# (GRADE_MOUNT_NS=0 asks for that), and boxrun is built again without.
 mount_ns=0
 if ((EUID != 0)); then
 	ns_note="the grader does not run as root"
 elif [[ ${GRADE_MOUNT_NS:-1} == 0 ]]; then
 	ns_note="GRADE_MOUNT_NS=0"
 else
-	build_box "$work/bin/probe" "$(type -P true)" 1
-	if "$work/bin/probe" 2>"$work/probe.log" </dev/null; then
+	build_box "$work/bin/boxrun" "" 1 -DANY_PROG
+	if "$work/bin/boxrun" true 2>"$work/probe.log" </dev/null; then
 		mount_ns=1
 	else
 		ns_note=$(head -1 "$work/probe.log")
+		rm -f "$work/bin/boxrun"
 	fi
-	rm -f "$work/bin/probe"
 	"$box/end-test" >/dev/null 2>&1
 fi
 ((mount_ns)) || echo "grade: note: no read-only view for the student's code ($ns_note): it can write /tmp and whatever its user may write"
+# the other wrappers at once, each a compiler run of its own
+builds=()
 for prog in $progs; do
-	build_box "$work/bin/$prog" "$copy/$prog" "$mount_ns"
+	build_box "$work/bin/$prog" "$copy/$prog" "$mount_ns" &
+	builds+=($!)
 done
-# boxrun COMMAND ARGS: the tests' builds from the student's sources (and
-# Makefile) and the sanitizer servers they make, in the same box
-build_box "$work/bin/boxrun" "" "$mount_ns" -DANY_PROG
+[[ -x $work/bin/boxrun ]] || {
+	build_box "$work/bin/boxrun" "" "$mount_ns" -DANY_PROG &
+	builds+=($!)
+}
 # reaper COMMAND ARGS: the tests (and the attack lab) under a child
 # subreaper of the grader's, which end-test looks under and which kills
 # whatever is left when they end
-build_box "$work/bin/reaper" "" 0 -DREAPER
+build_box "$work/bin/reaper" "" 0 -DREAPER &
+builds+=($!)
+for b in "${builds[@]}"; do
+	wait "$b" || exit 3
+done
 chmod 755 "$work/bin"
 
 # The watchdog: a program of the student's that outlives a test is killed,
