@@ -30,7 +30,7 @@ TEST_LIMIT=6
 # directory is under GRADE_TMP (TMPDIR), to look for what is left of it.
 setup_file() {
 	((EUID == 0)) || return 0
-	local d i t0 hostile_name
+	local i t0 hostile_name
 	CLASS=$BATS_FILE_TMPDIR
 	SUBS=$CLASS/subs OUT=$CLASS/out TRACE=grade-class.$BASHPID
 	# a name for the hostile processes (15 characters at most), to find them
