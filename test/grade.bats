@@ -509,6 +509,64 @@ exit $rc'
 	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's Makefile wrote outside the box"
 }
 
+@test "finding 4: the strict-headers build of the checks (check_public_headers) runs in the box: a student's Makefile whose strict-headers recipe writes runs as the box's user and writes neither /tmp nor a world-writable directory" {
+	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
+	local base name=grade-box-evil.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod 777 "$base"
+	student 4
+	python3 - "$STUDENT/Makefile" "$name" "$base" <<'PY'
+import re, sys
+path, name, base = sys.argv[1:]
+s = open(path).read()
+recipe = ("strict-headers:\n\t@echo \"recipe uid $$(id -u)\"; touch /tmp/%s %s/evil; "
+          "echo \"recipe touched $$?\"; exit 1\n" % (name, base))
+s, n = re.subn(r"^strict-headers:\n(\t.*\n)+", recipe, s, flags=re.M)
+assert n == 1
+open(path, "w").write(s)
+PY
+	STUDENT_MAKEFILE=1 GRADE_FILTER="^fixed: it compiles with libevent 2's public headers" grade 4 "$STUDENT"
+	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
+	assert_equal "$status" 1
+	assert_line --regexp "^FAIL +fixed: it compiles with libevent 2's public headers alone, and includes no other$"
+	assert_output --regexp "recipe uid $(id -u gradebox)"
+	assert_output --partial "recipe touched 1"
+	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's strict-headers recipe wrote outside the box"
+}
+
+@test "finding 4: chapter 3's F6 build (f6_build) runs in the box when grading: a student's Makefile runs as the box's user, writes nowhere, and the server it built runs in the box too" {
+	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
+	local base name=grade-box-evil.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod 777 "$base"
+	student 3
+	# make runs $(shell) at every start: f6_build's clean and its build
+	sed -i "1i \$(info make uid \$(shell id -u))\$(shell touch /tmp/$name $base/evil)" "$STUDENT/Makefile"
+	# the F6 test is a flaw test, which grading leaves out: a bats in the
+	# grader's place runs f6_build as that test would, with the grading's
+	# environment, then the server it built, and reports the one planned
+	# test
+	fake_bats "$(printf 'source %q\n' "$ROOT/test/f6.bash")"'
+echo 1..1
+d=$(mktemp -d)
+f6_build "$SOURCE_DIR" "$d/f6" 2>&1 | sed "s/^/# /"
+"$d/f6/echoserver" -p 0 >"$d/out" 2>&1 &
+for i in $(seq 100); do grep -q "^listening on" "$d/out" && break; sleep 0.1; done
+echo "# server uid $(stat -c %u /proc/$!): $(cat "$d/out")"
+kill -KILL $!
+rm -rf "$d"
+echo "ok 1 text a client sends comes back unchanged"'
+	PATH=$FAKE_BIN:$PATH STUDENT_MAKEFILE=1 GRADE_FILTER='^text a client sends' grade 3 "$STUDENT"
+	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
+	assert_success
+	assert_output --regexp "# make uid $(id -u gradebox)"
+	refute_output --regexp "# make uid 0"
+	assert_output --regexp "# server uid $(id -u gradebox): listening on "
+	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's Makefile wrote outside the box"
+}
+
 @test "finding 4: GRADE_MOUNT_NS=0 (what a machine without mount namespaces gets): a one-line note says the student's code can write /tmp, and grading works" {
 	GRADE_MOUNT_NS=0 GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
 	assert_success
