@@ -747,8 +747,8 @@ EOF
 # the programs (box/pids), the pids cgroup's members, and every descendant
 # of a program still running (the wrapper makes it a child subreaper, so a
 # setsid() or a double fork stays under it) or of the reaper above the
-# tests (what a program that ended left behind comes to it; as root, only
-# the box user's).  No cgroup is needed for any but the second.
+# tests (what a program that ended left behind comes to it: as root, the
+# box user's; else what is not in the tests' session).  No cgroup is needed for any but the second.
 cat >"$box/end-test" <<EOF
 #!/usr/bin/env bash
 box='$box' cgroup='$cgroup' scratch='$scratch' box_uid=$box_uid
@@ -780,7 +780,13 @@ left() {
 	if [[ -n $reaper && -n ${kids[$reaper]:-} ]]; then
 		for pid in ${kids[$reaper]}; do
 			[[ $pid == "$main" ]] && continue
-			((box_uid < 0)) || [[ $(stat -c %u "/proc/$pid" 2>/dev/null) == "$box_uid" ]] || continue
+			# the student's: the box user's, or (no box user) in a session
+			# not the tests' (the wrapper gave the program one of its own)
+			if ((box_uid < 0)); then
+				[[ ${sid[$pid]} != "${sid[$reaper]}" ]] || continue
+			else
+				[[ $(stat -c %u "/proc/$pid" 2>/dev/null) == "$box_uid" ]] || continue
+			fi
 			q+=("$pid")
 		done
 	fi
