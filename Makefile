@@ -14,7 +14,7 @@ BATS_FLAGS ?=
 # it (the attack lab's exercises too), a handout works on its own, every
 # README command runs, and a short stress run of the threaded chapters.
 TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) $(wildcard test/tools.bats test/grade.bats test/docs.bats))
-PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/handout.bats test/readme.bats test/timeline.bats
+PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/handout.bats test/readme.bats test/timeline.bats test/grade-class.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \

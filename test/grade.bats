@@ -8,6 +8,8 @@ bats_load_library bats-support
 bats_load_library bats-assert
 
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+# shellcheck source=test/grade.bash
+source "$ROOT/test/grade.bash"
 
 # grade STEP DIR: run the grader with a bound.  A graded chapter 2 takes 2 s
 # here (6 s with the broken copy's 5 s barrier wait), a filtered chapter 1 or 3
@@ -21,71 +23,6 @@ grade() {
 		run timeout 120 bash "$ROOT/test/grade.sh" "$@"
 	fi
 	echo "$output"
-}
-
-# student STEP: a student's copy of chapter STEP's sources (what git tracks,
-# nothing built) in $STUDENT.
-student() {
-	local ref
-	ref=$(cd "$ROOT" && ls -d "step$1-"*)
-	STUDENT=$BATS_TEST_TMPDIR/student/$ref
-	mkdir -p "$STUDENT"
-	(cd "$ROOT/$ref" && cp Makefile ./*.[ch] "$STUDENT/")
-}
-
-# miscount DIR: make DIR's chapter 2 work queue run its first job twice (a
-# failure the demo shows at once: "job N ran 2 times"; its count of jobs run
-# is 1001 or, when the shutdown comes before the last job, 1000).
-miscount() {
-	sed -i 's/^\t\tjob->job_function(job);$/\t\t{\n\t\t\tstatic int twice;\n\t\t\tif (__sync_fetch_and_add(\&twice, 1) == 0)\n\t\t\t\tjob->job_function(job);\n\t\t}\n&/' "$1/workqueue.c"
-	grep -q '__sync_fetch_and_add(&twice, 1)' "$1/workqueue.c"
-}
-
-# hostile DIR CODE: make DIR's chapter 2 workqueue_init() run CODE first
-# (the student's code, run by the demo in the box).
-hostile() {
-	local wq=$1/workqueue.c
-	{
-		printf '#include <sys/socket.h>\n#include <sys/un.h>\n#include <errno.h>\n#include <fcntl.h>\n'
-		printf '#include <signal.h>\n#include <stddef.h>\n#include <stdio.h>\n#include <string.h>\n#include <unistd.h>\n'
-		printf 'static void tell(const char *);\n'
-		printf 'static void hostile(void);\n'
-		cat "$wq"
-		printf '/* The hostile part. */\nstatic void\nhostile(void)\n{\n%s\n}\n' "$2"
-		# tell(TEXT): one datagram to the abstract socket $TRACE (no file:
-		# the box may see none of the grader's)
-		printf '/* Tell the test TEXT. */\nstatic void\ntell(const char *text)\n{\n'
-		printf '\tstruct sockaddr_un a = {.sun_family = AF_UNIX};\n'
-		printf '\tint s = socket(AF_UNIX, SOCK_DGRAM, 0);\n'
-		printf '\tmemcpy(a.sun_path + 1, "%s", %d);\n' "$TRACE" "${#TRACE}"
-		printf '\tsendto(s, text, strlen(text), 0, (struct sockaddr *)&a, offsetof(struct sockaddr_un, sun_path) + 1 + %d);\n' "${#TRACE}"
-		printf '\tclose(s);\n}\n'
-	} >"$wq.new"
-	mv "$wq.new" "$wq"
-	sed -i 's/^\tif (numWorkers < 1)$/\thostile();\n&/' "$wq"
-	grep -q '^.hostile();' "$wq"
-}
-
-# traced LOG CMD...: run CMD; what the student's code tells the abstract
-# socket $TRACE meanwhile (a datagram each, read when CMD is done) is in LOG.
-traced() {
-	local log=$1
-	shift
-	python3 - "$TRACE" "$log" "$@" <<'PY'
-import socket, subprocess, sys
-name, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind("\0" + name)
-rc = subprocess.call(cmd, stdin=subprocess.DEVNULL)
-s.setblocking(False)
-with open(log, "wb") as f:
-    while True:
-        try:
-            f.write(s.recv(4096))
-        except BlockingIOError:
-            break
-sys.exit(rc)
-PY
 }
 
 # A directory a test made outside BATS_TEST_TMPDIR goes, also when it fails.
@@ -160,8 +97,7 @@ PY
 
 @test "a chapter 2 copy that starts one worker too few fails, and the table names the test it fails" {
 	student 2
-	sed -i 's/for (i = 0; i < numWorkers; i++)/for (i = 1; i < numWorkers; i++)/' "$STUDENT/workqueue.c"
-	grep -q 'for (i = 1; i < numWorkers' "$STUDENT/workqueue.c"
+	worker_short "$STUDENT"
 	grade 2 "$STUDENT"
 	assert_equal "$status" 1
 	assert_line --regexp '^FAIL +jobs run in parallel: 4 jobs that need each other all finish on 4 workers$'
@@ -361,10 +297,7 @@ PY
 
 @test "finding 1: a liar's demo (it prints the lines the checks look for; workqueue.c untouched) is not built: the chapter's demo measures" {
 	student 2
-	cat >"$STUDENT/workqueue_demo.c" <<'C'
-#include <stdio.h>
-int main(void) { puts("jobs run: 1000\nworkers alive after shutdown: 0\ncpu while idle: 0 ms"); return 0; }
-C
+	liar "$STUDENT"
 	EXERCISES=1 GRADE_FILTER='^exercise 1:' grade 2 "$STUDENT"
 	assert_equal "$status" 1
 	assert_line --regexp '^FAIL +exercise 1: '
@@ -391,13 +324,12 @@ C
 }
 
 @test "finding 2: a result the grader did not plan (a forged or a duplicated line in Bats' output) is a grading error (exit 4) that says so" {
-	local fake=$BATS_TEST_TMPDIR/fakebin real
-	real=$(command -v bats)
-	mkdir -p "$fake"
 	# a bats that runs the tests, then adds a line as if someone wrote it
-	printf '#!/usr/bin/env bash\n"%s" "$@"\nrc=$?\n[[ " $* " == *" --count "* ]] || echo "ok 9 every one of 1000 jobs runs exactly once on 4 workers"\nexit $rc\n' "$real" >"$fake/bats"
-	chmod +x "$fake/bats"
-	PATH=$fake:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
+	fake_bats '"$REAL_BATS" "$@"
+rc=$?
+echo "ok 9 every one of 1000 jobs runs exactly once on 4 workers"
+exit $rc'
+	PATH=$FAKE_BIN:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
 	assert_equal "$status" 4
 	assert_output --partial "grading error: results the grader did not plan"
 	assert_line "score: 0/1 passed"
@@ -407,8 +339,7 @@ C
 
 @test "finding 3: a demo that never returns (a join without exercise 1's fix) fails 'timed out after 3 s', the grading ends and writes its report" {
 	student 2
-	sed -i 's/^\t\tworker->terminate = 1;$/&\n\tpthread_join(workqueue->workers->thread, NULL);/' "$STUDENT/workqueue.c"
-	grep -q 'pthread_join' "$STUDENT/workqueue.c"
+	hang "$STUDENT"
 	local t0=$SECONDS
 	# 3 s a test: the demo's jobs take milliseconds; the hang is the join
 	GRADE_TEST_TIMEOUT=3 FORMAT=junit OUT=$BATS_TEST_TMPDIR/out GRADE_FILTER='^every one' grade 2 "$STUDENT"
@@ -423,7 +354,7 @@ C
 
 @test "finding 3: the whole grading has a limit: past it the tests not run fail 'not run', and the report is still written" {
 	student 2
-	sed -i 's/^\t\tworker->terminate = 1;$/&\n\tpthread_join(workqueue->workers->thread, NULL);/' "$STUDENT/workqueue.c"
+	hang "$STUDENT"
 	GRADE_TIMEOUT=4 GRADE_TEST_TIMEOUT=100 FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^(every one|a count that is not)' grade 2 "$STUDENT"
 	assert_equal "$status" 1
 	assert_output --partial "not run: the whole grading timed out after 4 s"
@@ -468,6 +399,62 @@ C
 	stat=$(cat "/proc/$pid/stat" 2>/dev/null) || stat=
 	stat=${stat##*) }
 	[[ -z $stat || ${stat%% *} == Z ]] || { kill -KILL "$pid"; fail "the fork $pid outlived the grading: $stat"; }
+}
+
+@test "finding 4: without a cgroup (GRADE_CGROUP=0), a double fork that calls setsid() and ignores SIGTERM is killed at the end of its test, not only of the grading" {
+	student 2
+	# each of 3 tests runs the demo once; the demo first counts the living
+	# processes named NAME (the grandchildren of the tests before), then
+	# leaves one behind: a child in a session of its own forks it and exits
+	local TRACE=grade-trace.$BASHPID name=orphan$((BASHPID % 100000))
+	hostile "$STUDENT" "		char msg[64], path[64], comm[64], stat[256];
+		int left = 0;
+		DIR *d = opendir(\"/proc\");
+		struct dirent *e;
+		pid_t child;
+		while (d != NULL && (e = readdir(d)) != NULL) {
+			FILE *f;
+			snprintf(path, sizeof(path), \"/proc/%s/stat\", e->d_name);
+			if (atoi(e->d_name) <= 0 || (f = fopen(path, \"r\")) == NULL)
+				continue;
+			if (fgets(stat, sizeof(stat), f) != NULL && sscanf(stat, \"%*d (%63[^)]) %63s\", comm, msg) == 2 &&
+			    strcmp(comm, \"$name\") == 0 && strcmp(msg, \"Z\") != 0)
+				left++;
+			fclose(f);
+		}
+		if (d != NULL)
+			closedir(d);
+		snprintf(msg, sizeof(msg), \"left %d\\n\", left);
+		tell(msg);
+		if ((child = fork()) == 0) {
+			setsid();
+			if (fork() == 0) {
+				signal(SIGTERM, SIG_IGN);
+				prctl(PR_SET_NAME, \"$name\");
+				close(0);
+				close(1);
+				close(2);
+				snprintf(msg, sizeof(msg), \"grandchild %d\\n\", (int)getpid());
+				tell(msg);
+				sleep(300);
+			}
+			_exit(0);
+		}
+		waitpid(child, NULL, 0);"
+	GRADE_CGROUP=0 TRACE=$TRACE GRADE_FILTER='^(every one|jobs run in parallel|a job can add)' grade 2 "$STUDENT"
+	assert_success
+	assert_output --partial "grade: note: no pids cgroup for the student's code (GRADE_CGROUP=0)"
+	assert_line "score: 3/3 passed"
+	run cat "$BATS_TEST_TMPDIR/told"
+	echo "$output"
+	assert_equal "$(grep -c '^left 0$' <<<"$output")" 3
+	assert_equal "$(grep -c '^grandchild [0-9]*$' <<<"$output")" 3
+	local pid stat
+	for pid in $(sed -n 's/^grandchild //p' <<<"$output"); do
+		stat=$(cat "/proc/$pid/stat" 2>/dev/null) || stat=
+		stat=${stat##*) }
+		[[ -z $stat || ${stat%% *} == Z ]] || { kill -KILL "$pid"; fail "the grandchild $pid outlived the grading: $stat"; }
+	done
 }
 
 @test "finding 4: the box's view is read-only: writes to /tmp, to a world-writable OUT and to a world-writable file of the repository outside the student's directory do not happen; /tmp in the box is its own" {
@@ -522,6 +509,64 @@ C
 	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's Makefile wrote outside the box"
 }
 
+@test "finding 4: the strict-headers build of the checks (check_public_headers) runs in the box: a student's Makefile whose strict-headers recipe writes runs as the box's user and writes neither /tmp nor a world-writable directory" {
+	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
+	local base name=grade-box-evil.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod 777 "$base"
+	student 4
+	python3 - "$STUDENT/Makefile" "$name" "$base" <<'PY'
+import re, sys
+path, name, base = sys.argv[1:]
+s = open(path).read()
+recipe = ("strict-headers:\n\t@echo \"recipe uid $$(id -u)\"; touch /tmp/%s %s/evil; "
+          "echo \"recipe touched $$?\"; exit 1\n" % (name, base))
+s, n = re.subn(r"^strict-headers:\n(\t.*\n)+", recipe, s, flags=re.M)
+assert n == 1
+open(path, "w").write(s)
+PY
+	STUDENT_MAKEFILE=1 GRADE_FILTER="^fixed: it compiles with libevent 2's public headers" grade 4 "$STUDENT"
+	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
+	assert_equal "$status" 1
+	assert_line --regexp "^FAIL +fixed: it compiles with libevent 2's public headers alone, and includes no other$"
+	assert_output --regexp "recipe uid $(id -u gradebox)"
+	assert_output --partial "recipe touched 1"
+	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's strict-headers recipe wrote outside the box"
+}
+
+@test "finding 4: chapter 3's F6 build (f6_build) runs in the box when grading: a student's Makefile runs as the box's user, writes nowhere, and the server it built runs in the box too" {
+	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
+	local base name=grade-box-evil.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod 777 "$base"
+	student 3
+	# make runs $(shell) at every start: f6_build's clean and its build
+	sed -i "1i \$(info make uid \$(shell id -u))\$(shell touch /tmp/$name $base/evil)" "$STUDENT/Makefile"
+	# the F6 test is a flaw test, which grading leaves out: a bats in the
+	# grader's place runs f6_build as that test would, with the grading's
+	# environment, then the server it built, and reports the one planned
+	# test
+	fake_bats "$(printf 'source %q\n' "$ROOT/test/f6.bash")"'
+echo 1..1
+d=$(mktemp -d)
+f6_build "$SOURCE_DIR" "$d/f6" 2>&1 | sed "s/^/# /"
+"$d/f6/echoserver" -p 0 >"$d/out" 2>&1 &
+for i in $(seq 100); do grep -q "^listening on" "$d/out" && break; sleep 0.1; done
+echo "# server uid $(stat -c %u /proc/$!): $(cat "$d/out")"
+kill -KILL $!
+rm -rf "$d"
+echo "ok 1 text a client sends comes back unchanged"'
+	PATH=$FAKE_BIN:$PATH STUDENT_MAKEFILE=1 GRADE_FILTER='^text a client sends' grade 3 "$STUDENT"
+	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
+	assert_success
+	assert_output --regexp "# make uid $(id -u gradebox)"
+	refute_output --regexp "# make uid 0"
+	assert_output --regexp "# server uid $(id -u gradebox): listening on "
+	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's Makefile wrote outside the box"
+}
+
 @test "finding 4: GRADE_MOUNT_NS=0 (what a machine without mount namespaces gets): a one-line note says the student's code can write /tmp, and grading works" {
 	GRADE_MOUNT_NS=0 GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
 	assert_success
@@ -545,13 +590,10 @@ C
 }
 
 @test "finding 6: a skipped test is not passed: it scores 0 of 1 in results.json and the table says skipped" {
-	local fake=$BATS_TEST_TMPDIR/fakebin real
-	real=$(command -v bats)
-	mkdir -p "$fake"
 	# a bats whose run reports the one planned test skipped
-	printf '#!/usr/bin/env bash\n[[ " $* " == *" --count "* ]] && exec "%s" "$@"\necho 1..1\necho "ok 1 every one of 1000 jobs runs exactly once on 4 workers # skip no machine for it"\n' "$real" >"$fake/bats"
-	chmod +x "$fake/bats"
-	PATH=$fake:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
+	fake_bats 'echo 1..1
+echo "ok 1 every one of 1000 jobs runs exactly once on 4 workers # skip no machine for it"'
+	PATH=$FAKE_BIN:$PATH FORMAT=gradescope OUT=$BATS_TEST_TMPDIR/gs GRADE_FILTER='^every one' grade 2 "$ROOT/step2-workqueue"
 	assert_success
 	assert_line "skip  every one of 1000 jobs runs exactly once on 4 workers (skipped: no machine for it)"
 	assert_line "score: 0/1 passed (1 skipped: not passed)"

@@ -25,9 +25,13 @@
 # is read-only but a private /tmp and /dev/shm (its scratch, empty at each
 # start) and the scratch directory GRADE_SCRATCH (emptied after each test)
 # -- elsewhere the grading says in a note that the program can write /tmp
-# and what its user may; and kills it when it outlives a test.  GRADE_BOXRUN
-# runs any command in the same box: the tests' builds from the student's
-# sources and Makefile (in GRADE_SCRATCH), and the sanitizer servers.  At the end of every test (helper.bash's
+# and what its user may; and kills it when it outlives a test.  The
+# program is a child subreaper (what its children leave stays under it),
+# and the tests run under a reaper of the grader's (what a program that
+# ended left comes to it): end-test finds and kills every descendant, with
+# or without a cgroup.  GRADE_BOXRUN runs any command in the same box: the
+# tests' builds from the student's sources and Makefile (in GRADE_SCRATCH),
+# and the sanitizer servers.  At the end of every test (helper.bash's
 # teardown) everything it started is killed, and a process left over fails
 # the test.
 #
@@ -61,6 +65,12 @@
 #   GRADE_TEST_TIMEOUT, GRADE_TIMEOUT  the limits above, in seconds
 #   GRADE_MOUNT_NS=0    no mount namespace for the box (what a machine
 #                       without one gets; the grading says so in a note)
+#   GRADE_CGROUP=0      no pids cgroup for the box (what a machine without
+#                       one to give gets): the process limit is then the
+#                       box user's RLIMIT_NPROC alone, and what escapes the
+#                       program's group (setsid(), a double fork) is still
+#                       found under the program, a child subreaper, or
+#                       under the grader's reaper above the tests
 # Every run that gets as far as DIR writes its report, a broken submission
 # too: every planned test fails with the message that names the missing
 # part or shows the compiler's errors, so max_score is the same.
@@ -429,8 +439,11 @@ mkdir -m 700 "$scratch"
 box_uid=-1 box_gid=-1
 if ((EUID == 0)); then
 	box_user=${GRADE_USER:-gradebox}
+	# (a grading beside this one may create it at the same time: then
+	# useradd fails, and the user is there)
 	id -u "$box_user" >/dev/null 2>&1 ||
 		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$box_user" >/dev/null 2>&1 ||
+		id -u "$box_user" >/dev/null 2>&1 ||
 		misuse "cannot create the unprivileged user $box_user to run student code"
 	box_uid=$(id -u "$box_user") box_gid=$(id -g "$box_user")
 	# the box user reads and runs the programs, nothing else of the grader's
@@ -438,14 +451,17 @@ if ((EUID == 0)); then
 	chown "$box_uid:$box_gid" "$scratch"
 	chmod 755 "$copy" "$box"
 fi
-# A pids cgroup of this grading's own, where the machine has one to give.
+# A pids cgroup of this grading's own, where the machine has one to give
+# (GRADE_CGROUP=0: none, as on a machine without).
 for root in /sys/fs/cgroup/pids /sys/fs/cgroup; do
+	[[ ${GRADE_CGROUP:-1} == 0 ]] && break
 	if [[ -w $root/cgroup.procs ]] && mkdir "$root/grade.$$" 2>/dev/null; then
 		cgroup=$root/grade.$$
 		echo 256 >"$cgroup/pids.max" 2>/dev/null
 		break
 	fi
 done
+[[ -n $cgroup ]] || echo "grade: note: no pids cgroup for the student's code ($([[ ${GRADE_CGROUP:-1} == 0 ]] && echo GRADE_CGROUP=0 || echo 'none to give here')): its processes are limited by its user's process limit, and found by their ancestry"
 
 # box/boxexec.c: a program's wrapper, built once per program (PROG): PROG
 # in the box (see the header), under the wrapper's own PID, so a test that
@@ -454,9 +470,11 @@ done
 cat >"$box/boxexec.c" <<'EOF'
 #define _GNU_SOURCE
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <linux/mount.h>
 
@@ -466,6 +484,7 @@ cat >"$box/boxexec.c" <<'EOF'
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -585,6 +604,100 @@ read_only_view(void)
 		err(126, "box: a writable %s", SCRATCH);
 }
 
+#ifdef REAPER
+static volatile sig_atomic_t stopped;
+
+/* Note that the grading was told to stop. */
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopped = 1;
+}
+
+/* Kill every process left under this one (each child, and the children a
+ * killed one leaves, which come to this subreaper) until none is left. */
+static void
+kill_all(void)
+{
+	char path[64], stat[512];
+	DIR *d;
+	struct dirent *e;
+
+	for (;;) {
+		if ((d = opendir("/proc")) == NULL)
+			err(1, "reaper: /proc");
+		while ((e = readdir(d)) != NULL) {
+			char *close_paren;
+			FILE *f;
+			int ppid;
+
+			if (atoi(e->d_name) <= 0)
+				continue;
+			snprintf(path, sizeof(path), "/proc/%s/stat",
+				 e->d_name);
+			if ((f = fopen(path, "r")) == NULL)
+				continue;
+			if (fgets(stat, sizeof(stat), f) != NULL &&
+			    (close_paren = strrchr(stat, ')')) != NULL &&
+			    sscanf(close_paren + 2, "%*c %d", &ppid) == 1 &&
+			    ppid == (int)getpid())
+				kill(atoi(e->d_name), SIGKILL);
+			fclose(f);
+		}
+		closedir(d);
+		if (waitpid(-1, NULL, 0) == -1 && errno == ECHILD)
+			return;
+	}
+}
+
+/* Run the command the arguments name as a child subreaper: a process its
+ * descendants leave behind (a double fork, setsid()) comes to this one, not
+ * to init, and is killed when the command ends or this one is told to stop;
+ * BOX/reaper says "REAPER-PID COMMAND-PID" for box/end-test. */
+int
+main(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_stop};
+	char line[64];
+	pid_t child, pid;
+	int status, rc = 1;
+
+	if (argc < 2)
+		errx(126, "reaper: usage: reaper COMMAND [ARGS...]");
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		err(126, "reaper: PR_SET_CHILD_SUBREAPER");
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	if ((child = fork()) == -1)
+		err(126, "reaper: fork");
+	if (child == 0) {
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		execvp(argv[1], argv + 1);
+		err(127, "reaper: %s", argv[1]);
+	}
+	snprintf(line, sizeof(line), "%d %d\n", (int)getpid(), (int)child);
+	if (append(BOX "/reaper", line) == -1)
+		warn("reaper: %s/reaper", BOX);
+	while (!stopped) {
+		pid = waitpid(-1, &status, 0);
+		if (pid == child) {
+			rc = WIFEXITED(status) ? WEXITSTATUS(status)
+					       : 128 + WTERMSIG(status);
+			break;
+		}
+		if (pid == -1 && errno == ECHILD)
+			break;
+	}
+	if (stopped)
+		rc = 128 + SIGTERM;
+	kill_all();
+	return rc;
+}
+#else
 /* Run PROG in the box with this program's arguments (ANY_PROG: run the
  * command the arguments name). */
 int
@@ -603,6 +716,9 @@ main(int argc, char **argv)
 		err(126, "box: cannot join %s", CGROUP);
 	if (setsid() == -1)
 		err(126, "box: setsid");
+	/* kept across exec: what the program's children leave stays under it */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		err(126, "box: PR_SET_CHILD_SUBREAPER");
 	limit(RLIMIT_NPROC, 512);
 	limit(RLIMIT_CPU, CPU_SECONDS);
 	limit(RLIMIT_FSIZE, 64 << 20);
@@ -624,40 +740,87 @@ main(int argc, char **argv)
 	err(127, "box: %s", PROG);
 #endif
 }
+#endif
 EOF
 # box/end-test: kill everything the student's programs started; fail if
-# anything is left after a bound.
+# anything is left after a bound.  What they started: the process groups of
+# the programs (box/pids), the pids cgroup's members, and every descendant
+# of a program still running (the wrapper makes it a child subreaper, so a
+# setsid() or a double fork stays under it) or of the reaper above the
+# tests (what a program that ended left behind comes to it: as root, the
+# box user's; else what is not in the tests' session).  No cgroup is needed for any but the second.
 cat >"$box/end-test" <<EOF
 #!/usr/bin/env bash
+box='$box' cgroup='$cgroup' scratch='$scratch' box_uid=$box_uid
+EOF
+cat >>"$box/end-test" <<'EOF'
+# left: kill what the student's code started that is not dead yet, and
+# print how many that was.
 left() {
-	local p stat n=0 groups=" \$(tr '\n' ' ' <'$box/pids') " members=" "
-	[[ -z '$cgroup' ]] || members=" \$(tr '\n' ' ' <'$cgroup/cgroup.procs') "
+	local p pid stat n=0 reaper='' main='' q
+	local groups=" $(tr '\n' ' ' <"$box/pids") " members=" "
+	local -A ppid sid state pgid kids doomed
+	[[ -z $cgroup ]] || members=" $(tr '\n' ' ' <"$cgroup/cgroup.procs") "
+	[[ ! -s $box/reaper ]] || read -r reaper main < <(tail -1 "$box/reaper")
 	for p in /proc/[0-9]*; do
-		read -r stat 2>/dev/null <"\$p/stat" || continue
-		stat=\${stat##*) }
-		set -- \$stat
-		[[ \$1 == Z ]] && continue
-		if [[ \$groups == *" \$3 "* || \$members == *" \${p#/proc/} "* ]]; then
-			kill -KILL "\${p#/proc/}" 2>/dev/null
-			n=\$((n + 1))
+		read -r stat 2>/dev/null <"$p/stat" || continue
+		pid=${p#/proc/}
+		stat=${stat##*) }
+		# shellcheck disable=SC2086 # the fields of the line
+		set -- $stat
+		state[$pid]=$1 ppid[$pid]=$2 pgid[$pid]=$3 sid[$pid]=$4
+		kids[$2]+=" $pid"
+	done
+	# the roots: the programs still running (a session of their own, as the
+	# wrapper made it), and what came to the reaper but the tests
+	q=()
+	for pid in $(cat "$box/pids" 2>/dev/null); do
+		[[ ${sid[$pid]:-} == "$pid" ]] && q+=("$pid")
+	done
+	if [[ -n $reaper && -n ${kids[$reaper]:-} ]]; then
+		for pid in ${kids[$reaper]}; do
+			[[ $pid == "$main" ]] && continue
+			# the student's: the box user's, or (no box user) in a session
+			# not the tests' (the wrapper gave the program one of its own)
+			if ((box_uid < 0)); then
+				[[ ${sid[$pid]} != "${sid[$reaper]}" ]] || continue
+			else
+				[[ $(stat -c %u "/proc/$pid" 2>/dev/null) == "$box_uid" ]] || continue
+			fi
+			q+=("$pid")
+		done
+	fi
+	while ((${#q[@]} > 0)); do
+		pid=${q[0]}
+		q=("${q[@]:1}")
+		[[ -z ${doomed[$pid]:-} ]] || continue
+		doomed[$pid]=1
+		# shellcheck disable=SC2206 # a list of pids
+		[[ -z ${kids[$pid]:-} ]] || q+=(${kids[$pid]})
+	done
+	for pid in "${!state[@]}"; do
+		[[ ${state[$pid]} == Z ]] && continue
+		if [[ -n ${doomed[$pid]:-} || $groups == *" ${pgid[$pid]} "* || $members == *" $pid "* ]]; then
+			kill -KILL "$pid" 2>/dev/null
+			n=$((n + 1))
 		fi
 	done
-	echo \$n
+	echo $n
 }
-for pid in \$(cat '$box/pids' 2>/dev/null); do
-	kill -KILL -- -"\$pid" 2>/dev/null
+for pid in $(cat "$box/pids" 2>/dev/null); do
+	kill -KILL -- -"$pid" 2>/dev/null
 done
-[[ -z '$cgroup' ]] || for pid in \$(cat '$cgroup/cgroup.procs' 2>/dev/null); do kill -KILL "\$pid"; done 2>/dev/null
+[[ -z $cgroup ]] || for pid in $(cat "$cgroup/cgroup.procs" 2>/dev/null); do kill -KILL "$pid"; done 2>/dev/null
 # a killed process is gone at once unless the kernel is busy: 50 x 0.1 s
-for i in \$(seq 50); do
-	n=\$(left)
+for i in $(seq 50); do
+	n=$(left)
 	((n == 0)) && break
 	sleep 0.1
 done
-: >'$box/pids'
-rm -f '$box'/started.*
-find '$scratch' -mindepth 1 -delete 2>/dev/null
-((n == 0)) || { echo "# box: \$n processes the student's code started outlived the test" >&2; exit 1; }
+: >"$box/pids"
+rm -f "$box"/started.*
+find "$scratch" -mindepth 1 -delete 2>/dev/null
+((n == 0)) || { echo "# box: $n processes the student's code started outlived the test" >&2; exit 1; }
 EOF
 chmod 755 "$box/end-test"
 mkdir "$work/bin"
@@ -667,35 +830,50 @@ build_box() {
 	cc -O1 -o "$1" "$box/boxexec.c" "${@:4}" -DPROG="\"$2\"" -DBOX="\"$box\"" -DWORK="\"$work\"" \
 		-DSCRATCH="\"$scratch\"" \
 		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" -DMOUNT_NS="$3" \
-		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$work/box.log" ||
-		misuse "cannot build the box: $(cat "$work/box.log")"
+		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$1.log" ||
+		misuse "cannot build the box: $(cat "$1.log")"
+	rm -f "$1.log"
 }
+# boxrun COMMAND ARGS: the tests' builds from the student's sources (and
+# Makefile) and the sanitizer servers they make, in the same box.
 # The read-only view needs root (a mount namespace) and a kernel that gives
-# one (5.12 or later for a recursive read-only remount): tried once with
-# true(1) in the box; without it the box is the rest (GRADE_MOUNT_NS=0
-# asks for that).
+# one (5.12 or later for a recursive read-only remount): tried once by
+# running true(1) with boxrun built for it; without it the box is the rest
+# (GRADE_MOUNT_NS=0 asks for that), and boxrun is built again without.
 mount_ns=0
 if ((EUID != 0)); then
 	ns_note="the grader does not run as root"
 elif [[ ${GRADE_MOUNT_NS:-1} == 0 ]]; then
 	ns_note="GRADE_MOUNT_NS=0"
 else
-	build_box "$work/bin/probe" "$(type -P true)" 1
-	if "$work/bin/probe" 2>"$work/probe.log" </dev/null; then
+	build_box "$work/bin/boxrun" "" 1 -DANY_PROG
+	if "$work/bin/boxrun" true 2>"$work/probe.log" </dev/null; then
 		mount_ns=1
 	else
 		ns_note=$(head -1 "$work/probe.log")
+		rm -f "$work/bin/boxrun"
 	fi
-	rm -f "$work/bin/probe"
 	"$box/end-test" >/dev/null 2>&1
 fi
 ((mount_ns)) || echo "grade: note: no read-only view for the student's code ($ns_note): it can write /tmp and whatever its user may write"
+# the other wrappers at once, each a compiler run of its own
+builds=()
 for prog in $progs; do
-	build_box "$work/bin/$prog" "$copy/$prog" "$mount_ns"
+	build_box "$work/bin/$prog" "$copy/$prog" "$mount_ns" &
+	builds+=($!)
 done
-# boxrun COMMAND ARGS: the tests' builds from the student's sources (and
-# Makefile) and the sanitizer servers they make, in the same box
-build_box "$work/bin/boxrun" "" "$mount_ns" -DANY_PROG
+[[ -x $work/bin/boxrun ]] || {
+	build_box "$work/bin/boxrun" "" "$mount_ns" -DANY_PROG &
+	builds+=($!)
+}
+# reaper COMMAND ARGS: the tests (and the attack lab) under a child
+# subreaper of the grader's, which end-test looks under and which kills
+# whatever is left when they end
+build_box "$work/bin/reaper" "" 0 -DREAPER &
+builds+=($!)
+for b in "${builds[@]}"; do
+	wait "$b" || exit 3
+done
 chmod 755 "$work/bin"
 
 # The watchdog: a program of the student's that outlives a test is killed,
@@ -783,7 +961,7 @@ if [[ -n $lab ]]; then
 			rc=124
 			break
 		fi
-		timeout -k 5 "$test_limit" env "PATH=$work/shim:$PATH" ATTACK="$a" \
+		timeout -k 5 "$test_limit" "$work/bin/reaper" env "PATH=$work/shim:$PATH" ATTACK="$a" \
 			bash "$ROOT/test/attack.sh" 5 "$work/bin/echoserver" >"$work/attack.out" 2>&1 </dev/null
 		arc=$?
 		"$box/end-test" 2>>"$work/attack.out" || arc=1
@@ -796,7 +974,7 @@ if [[ -n $lab ]]; then
 		sed 's/^/# /' "$work/attack.out" >>"$work/tap"
 	done
 else
-	timeout -k 5 "$total_limit" "${env[@]}" bats --tempdir "$work/bats-run" "${args[@]}" "$bats_file" >"$work/tap" 2>"$work/bats.err" </dev/null
+	timeout -k 5 "$total_limit" "$work/bin/reaper" "${env[@]}" bats --tempdir "$work/bats-run" "${args[@]}" "$bats_file" >"$work/tap" 2>"$work/bats.err" </dev/null
 	rc=$?
 fi
 kill "$watchdog_pid" 2>/dev/null

@@ -2,9 +2,10 @@
 # handout.sh STEP OUT: write the lab archive for chapter STEP to OUT (a
 # .tar.gz): the top level, chapters 1 to STEP and test/ without the worked
 # solutions and wrong answers (test/solutions/ and the files that apply
-# them) or the tests of later chapters, all as committed (HEAD).  Then unpack
-# it in a scratch directory and prove that it stands alone: make test and
-# make grade STEP=STEP DIR=<the chapter> pass there.
+# them) or the tests of later chapters, all as committed (HEAD); of
+# test/results/, the files its READMEs show or link to (the timelines).
+# Then unpack it in a scratch directory and prove that it stands alone: make
+# test and make grade STEP=STEP DIR=<the chapter> pass there.
 #
 # Exit status: 0 the archive is written and works, 1 it does not work,
 # 3 misuse (not a git checkout, no such chapter).
@@ -39,7 +40,7 @@ done
 # that apply them or need the chapters left out, and those chapters' tests.
 exclude=(':!test/solutions' ':!test/solutions.bats' ':!test/wrong-answers.bats'
 	':!test/exercises.bash' ':!test/lab.bats'
-	':!test/patches.bats' ':!test/stress.sh' ':!test/results'
+	':!test/patches.bats' ':!test/stress.sh'
 	# the tutorial's own proofs, which need every chapter: the README's
 	# claims, the tools' and the grader's tests (make test runs them when
 	# present)
@@ -56,10 +57,27 @@ done
 if ! git diff --quiet HEAD -- "${top[@]}" test "${keep[@]}"; then
 	echo "handout: note: uncommitted changes are not in the archive (it is made from HEAD)" >&2
 fi
+# What the handout's READMEs show or link to in test/results/ (the chapters'
+# timelines, the top README's benchmark), so that no picture is broken.
+results=()
+for readme in README.md "${keep[@]/%//README.md}"; do
+	git cat-file -e "HEAD:$readme" 2>/dev/null || continue
+	base=${readme%README.md}
+	while IFS= read -r target; do
+		[[ -n $target ]] || continue
+		target=$(realpath -m --relative-to=. -- "$base$target")
+		[[ $target == test/results/* ]] && git cat-file -e "HEAD:$target" 2>/dev/null &&
+			results+=("$target")
+	done < <(git show "HEAD:$readme" | grep -oE '\]\([^) ]+\)' | sed -E 's/^\]\(//; s/\)$//; s/#.*//')
+done
+# the rest of test/results/ (the measurements themselves) stays out
+while IFS= read -r f; do
+	[[ " ${results[*]} " == *" $f "* ]] || exclude+=(":!$f")
+done < <(git ls-tree -r --name-only HEAD -- test/results)
 prefix=lab$step
 git archive --format=tar.gz --prefix="$prefix/" -o "$out" HEAD -- \
-	"${top[@]}" test "${keep[@]}" "${exclude[@]}" || misuse "git archive failed"
-echo "handout: wrote $out: ${keep[*]}, test/ without the solutions"
+	"${top[@]}" test "${keep[@]}" "${results[@]}" "${exclude[@]}" || misuse "git archive failed"
+echo "handout: wrote $out: ${keep[*]}, test/ without the solutions${results:+, ${results[*]}}"
 
 # Prove it: unpacked elsewhere, the lab tests and grades its chapter, with
 # nothing of this make's command line (OUT, STEP) or environment in the way.
