@@ -17,6 +17,7 @@
 #   BENCH_ROUNDS=N       rounds per case (default 3, and 4 for 64-byte
 #                        ping-pong, whose CPU time per message is small)
 #   BENCH_SERVERS="..."  only these servers (names as in the table)
+#   BENCH_CASES="..."    only these kinds of case: pingpong, bulk, idle
 #   BENCH_STAGES="N:K ..."  also measure chapter N as it is after its patch K,
 #                        as server stepN-K, just before chapter N (default
 #                        "5:1": per-thread bases with bufferevents, between
@@ -81,6 +82,19 @@ if [[ $NOFILE != unlimited ]] && ((NOFILE < IDLE_CONNS + 100)); then
 		"too low for $IDLE_CONNS connections (raise ulimit -Hn)"
 else
 	CASES+=("idle$IDLE_CONNS|$IDLE_CONNS idle conns|idle|$ROUNDS|-c $IDLE_CONNS -s 16 -w $IDLE_WAIT -H 60")
+fi
+if [[ -n ${BENCH_CASES:-} ]]; then
+	for k in $BENCH_CASES; do
+		[[ $k == @(pingpong|bulk|idle) ]] ||
+			die "BENCH_CASES: no kind of case is named '$k': the kinds are pingpong, bulk and idle"
+	done
+	KEPT=()
+	for c in "${CASES[@]}"; do
+		IFS='|' read -r _ _ mode _ _ <<<"$c"
+		[[ " $BENCH_CASES " != *" $mode "* ]] || KEPT+=("$c")
+	done
+	((${#KEPT[@]} > 0)) || die "BENCH_CASES=$BENCH_CASES: no such case in this run"
+	CASES=("${KEPT[@]}")
 fi
 
 # The servers, in the order each round runs them.  From chapter 3 on the

@@ -103,6 +103,12 @@ result() {
 	done
 }
 
+@test "make bench: a BENCH_CASES kind it does not know is a usage error, before any server runs" {
+	run env BENCH_CASES="bulk nope" bash "$ROOT/test/bench.sh"
+	assert_equal "$status" 2
+	assert_output "bench: BENCH_CASES: no kind of case is named 'nope': the kinds are pingpong, bulk and idle"
+}
+
 @test "a size whose K or M suffix overflows 64 bits is a usage error, not a wrapped-around small size" {
 	ECHOSERVER=$ROOT/test/epoll_echo start_server
 	# 2^44 + 1 mebibytes is 2^64 + 1 MiB: wrapped around, 1 MiB
