@@ -17,9 +17,9 @@
 # may not read fails to build, and that file is not in the errors shown.  (A
 # grader that is not root has no box user: the build then reads what the
 # grader may read, so run it as root, or as a user who can read no one
-# else's files.)  DIR is never written.  Grading fails closed: a student file DIR lacks is an
-# error naming it, never a fallback to the chapter's code (GRADING=1, see
-# helper.bash, makes the tests refuse a reference path).
+# else's files.)  DIR is never written.  Grading fails closed: a student
+# file DIR lacks is an error naming it, never a fallback to the chapter's
+# code (GRADING=1, see helper.bash, makes the tests refuse a reference path).
 #
 # The box: the student's programs never run directly.  ECHOSERVER and
 # WORKQUEUE_DEMO name a wrapper that closes every descriptor but 0-2, puts
@@ -38,9 +38,9 @@
 # or without a cgroup.  The grader's build of the submission runs in the
 # same box (with 600 s of CPU time, not the tests' limit); GRADE_BOXRUN runs
 # any command in it: the tests' builds from the student's sources and
-# Makefile (in GRADE_SCRATCH), and the sanitizer servers.  At the end of every test (helper.bash's
-# teardown) everything it started is killed, and a process left over fails
-# the test.
+# Makefile (in GRADE_SCRATCH), and the sanitizer servers.  At the end of
+# every test (helper.bash's teardown) everything it started is killed, and a
+# process left over fails the test.
 #
 # Results come from the grader alone: the tests it planned (the chapter's
 # test names, filtered as below) are matched by name to what Bats reported;
