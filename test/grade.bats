@@ -172,6 +172,37 @@ PY
 	grep -q '"status": "failed"' "$BATS_TEST_TMPDIR/out/results.json"
 }
 
+@test "the build runs in the box: a workqueue.c or echoserver.c that includes a file only root can read fails the build, and the file's contents are in no report" {
+	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
+	# outside /tmp (which the read-only view replaces) and open to anyone
+	# but the file itself: only the box's user keeps the build out of it
+	local base secret=grade_secret_$BASHPID$RANDOM$RANDOM
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod 755 "$base"
+	printf '%s only root may read this line\n' "$secret" >"$base/secret"
+	chmod 600 "$base/secret"
+	student 2
+	sed -i "1i #include \"$base/secret\"" "$STUDENT/workqueue.c"
+	FORMAT=gradescope OUT=$base/gs grade 2 "$STUDENT"
+	assert_equal "$status" 2
+	assert_output --partial "the build of $STUDENT failed; its errors:"
+	assert_output --partial "$base/secret: Permission denied"
+	refute_output --partial "$secret"
+	grep -q '"status": "failed"' "$base/gs/results.json"
+	! grep -rqF "$secret" "$base/gs" || fail "the secret is in results.json"
+	# chapter 1's echoserver.c, without the read-only view (the box's user
+	# alone)
+	student 1 "$BATS_TEST_TMPDIR/one"
+	sed -i "1i #include \"$base/secret\"" "$STUDENT/echoserver.c"
+	GRADE_MOUNT_NS=0 FORMAT=junit OUT=$base/junit grade 1 "$STUDENT"
+	assert_equal "$status" 2
+	assert_output --partial "the build of $STUDENT failed; its errors:"
+	assert_output --partial "$base/secret: Permission denied"
+	refute_output --partial "$secret"
+	! grep -rqF "$secret" "$base/junit" || fail "the secret is in report.xml"
+}
+
 @test "a misused grader exits 3 before it builds anything: a bad STEP, FORMAT or OUT, a DIR that is not there" {
 	student 2
 	touch "$BATS_TEST_TMPDIR/a-file"
@@ -530,6 +561,32 @@ PY
 	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
 	assert_equal "$status" 1
 	assert_line --regexp "^FAIL +fixed: it compiles with libevent 2's public headers alone, and includes no other$"
+	assert_output --regexp "recipe uid $(id -u gradebox)"
+	assert_output --partial "recipe touched 1"
+	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's strict-headers recipe wrote outside the box"
+}
+
+@test "finding 4: chapter 3 exercise 3's strict-headers build runs in the box: a student's Makefile whose strict-headers recipe writes runs as the box's user and writes neither /tmp nor a world-writable directory" {
+	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
+	local base name=grade-box-evil.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod 777 "$base"
+	student 3
+	python3 - "$STUDENT/Makefile" "$name" "$base" <<'PY'
+import re, sys
+path, name, base = sys.argv[1:]
+s = open(path).read()
+recipe = ("strict-headers:\n\t@echo \"recipe uid $$(id -u)\"; touch /tmp/%s %s/evil; "
+          "echo \"recipe touched $$?\"; exit 1\n" % (name, base))
+s, n = re.subn(r"^strict-headers:\n(\t.*\n)+", recipe, s, flags=re.M)
+assert n == 1
+open(path, "w").write(s)
+PY
+	EXERCISES=1 STUDENT_MAKEFILE=1 GRADE_FILTER="^exercise 3:" grade 3 "$STUDENT"
+	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
+	assert_equal "$status" 1
+	assert_line --regexp "^FAIL +exercise 3: strict-headers no longer trips over struct bufferevent"
 	assert_output --regexp "recipe uid $(id -u gradebox)"
 	assert_output --partial "recipe touched 1"
 	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's strict-headers recipe wrote outside the box"

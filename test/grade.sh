@@ -10,10 +10,16 @@
 # it).  Everything else -- the
 # demo that measures the work queue, the Makefile that builds the programs,
 # the tools and the tests -- is the chapter's own, so a submission cannot
-# change what measures it.  The copy is built with the chapter's Makefile;
-# DIR is never written.  Grading fails closed: a student file DIR lacks is an
-# error naming it, never a fallback to the chapter's code (GRADING=1, see
-# helper.bash, makes the tests refuse a reference path).
+# change what measures it.  The copy is built with the chapter's Makefile,
+# in the box (below) like everything of the student's: as the box's user, in
+# a copy in its scratch directory, the programs then copied out of it (the
+# tests run them read-only), so a source that includes a file the box's user
+# may not read fails to build, and that file is not in the errors shown.  (A
+# grader that is not root has no box user: the build then reads what the
+# grader may read, so run it as root, or as a user who can read no one
+# else's files.)  DIR is never written.  Grading fails closed: a student
+# file DIR lacks is an error naming it, never a fallback to the chapter's
+# code (GRADING=1, see helper.bash, makes the tests refuse a reference path).
 #
 # The box: the student's programs never run directly.  ECHOSERVER and
 # WORKQUEUE_DEMO name a wrapper that closes every descriptor but 0-2, puts
@@ -29,11 +35,12 @@
 # program is a child subreaper (what its children leave stays under it),
 # and the tests run under a reaper of the grader's (what a program that
 # ended left comes to it): end-test finds and kills every descendant, with
-# or without a cgroup.  GRADE_BOXRUN runs any command in the same box: the
-# tests' builds from the student's sources and Makefile (in GRADE_SCRATCH),
-# and the sanitizer servers.  At the end of every test (helper.bash's
-# teardown) everything it started is killed, and a process left over fails
-# the test.
+# or without a cgroup.  The grader's build of the submission runs in the
+# same box (with 600 s of CPU time, not the tests' limit); GRADE_BOXRUN runs
+# any command in it: the tests' builds from the student's sources and
+# Makefile (in GRADE_SCRATCH), and the sanitizer servers.  At the end of
+# every test (helper.bash's teardown) everything it started is killed, and a
+# process left over fails the test.
 #
 # Results come from the grader alone: the tests it planned (the chapter's
 # test names, filtered as below) are matched by name to what Bats reported;
@@ -412,22 +419,6 @@ if [[ ${STUDENT_MAKEFILE:-} == 1 ]]; then
 	cp -L -- "$dir/Makefile" "$work/src/Makefile" 2>>"$work/cp.log" ||
 		broken "cannot copy Makefile from $dir: $(cat "$work/cp.log")"
 fi
-
-echo "grade: building ${mine[*]} of $dir with chapter $step's other files and Makefile"
-# A build of one chapter takes seconds; 600 s only stops a hung make.
-if ! timeout 600 make -C "$copy" >"$work/build.log" 2>&1 </dev/null; then
-	# The errors, not the warnings before them: the compiler's and the
-	# linker's error lines, else the end of the log.
-	errors=$(grep -E ': (fatal )?error:|undefined reference|: No such file|\*\*\*' "$work/build.log" | head -40)
-	[[ -n $errors ]] || errors=$(tail -30 "$work/build.log")
-	broken "the build of $dir failed; its errors:
-$errors"
-fi
-for prog in $progs; do
-	[[ -x $copy/$prog ]] || missing+=("$prog")
-done
-((${#missing[@]} == 0)) ||
-	broken "missing after the build of $dir: ${missing[*]} (chapter $step's tests run it)"
 
 # --- The box ---------------------------------------------------------------
 
@@ -829,7 +820,7 @@ mkdir "$work/bin"
 build_box() {
 	cc -O1 -o "$1" "$box/boxexec.c" "${@:4}" -DPROG="\"$2\"" -DBOX="\"$box\"" -DWORK="\"$work\"" \
 		-DSCRATCH="\"$scratch\"" \
-		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="$((test_limit * 2))" -DMOUNT_NS="$3" \
+		-DCGROUP="\"$cgroup\"" -DCPU_SECONDS="${cpu_seconds:-$((test_limit * 2))}" -DMOUNT_NS="$3" \
 		-DBOX_UID="$box_uid" -DBOX_GID="$box_gid" 2>"$1.log" ||
 		misuse "cannot build the box: $(cat "$1.log")"
 	rm -f "$1.log"
@@ -866,6 +857,10 @@ done
 	build_box "$work/bin/boxrun" "" "$mount_ns" -DANY_PROG &
 	builds+=($!)
 }
+# buildrun COMMAND ARGS: the grader's build of the submission (below), in
+# the box but with the build's own CPU limit
+cpu_seconds=600 build_box "$work/bin/buildrun" "" "$mount_ns" -DANY_PROG &
+builds+=($!)
 # reaper COMMAND ARGS: the tests (and the attack lab) under a child
 # subreaper of the grader's, which end-test looks under and which kills
 # whatever is left when they end
@@ -875,6 +870,40 @@ for b in "${builds[@]}"; do
 	wait "$b" || exit 3
 done
 chmod 755 "$work/bin"
+
+echo "grade: building ${mine[*]} of $dir with chapter $step's other files and Makefile"
+# The build runs in the box too, in a copy in its scratch directory (the one
+# place it may write), as its user: the compiler reads only what that user
+# may, so a source that includes a file of the grader's (or another
+# student's) fails to build instead of showing that file in its errors.
+# A build of one chapter takes seconds; 600 s (and as much CPU time) only
+# stops a hung make.
+cp -r -- "$copy" "$scratch/build"
+((box_uid < 0)) || chown -R "$box_uid:$box_gid" "$scratch/build"
+timeout 600 "$work/bin/buildrun" make -C "$scratch/build" >"$work/build.log" 2>&1 </dev/null
+build_rc=$?
+# what the build left running is killed (end-test empties the scratch
+# directory, so the build moves out first); then its programs, plain files
+# and never a link, are copied into the grader's copy, which the box reads
+mv -- "$scratch/build" "$work/built"
+"$box/end-test" >/dev/null 2>&1
+if ((build_rc != 0)); then
+	# The errors, not the warnings before them: the compiler's and the
+	# linker's error lines, else the end of the log.
+	errors=$(grep -E ': (fatal )?error:|undefined reference|: No such file|\*\*\*' "$work/build.log" | head -40)
+	[[ -n $errors ]] || errors=$(tail -30 "$work/build.log")
+	broken "the build of $dir failed; its errors:
+$errors"
+fi
+for prog in $progs; do
+	if [[ -f $work/built/$prog && ! -L $work/built/$prog && -x $work/built/$prog ]]; then
+		cp -- "$work/built/$prog" "$copy/$prog" && chmod 755 "$copy/$prog"
+	fi
+	[[ -x $copy/$prog ]] || missing+=("$prog")
+done
+rm -rf -- "$work/built"
+((${#missing[@]} == 0)) ||
+	broken "missing after the build of $dir: ${missing[*]} (chapter $step's tests run it)"
 
 # The watchdog: a program of the student's that outlives a test is killed,
 # and what it started with it (its group, and its cgroup's processes as old).

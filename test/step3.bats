@@ -14,9 +14,14 @@ source "$BATS_TEST_DIRNAME/f6.bash"
 # check_strict_headers_fail DIR: the chapter's strict-headers build fails
 # with the error the original's readers reported: a struct that libevent 2
 # keeps opaque, used as if it were not (struct bufferevent's fields, or, once
-# those are gone, a struct event on the stack).
+# those are gone, a struct event on the stack).  When grading, the build runs
+# in the box, in a copy in its scratch directory.
 check_strict_headers_fail() {
-	run make -s -C "$1" strict-headers
+	local dir=$1
+	if [[ -n ${GRADE_BOXRUN:-} ]]; then
+		dir=$(build_copy "$1" strict-headers) || fail "cannot copy $1 to build it"
+	fi
+	run boxed make -s -C "$dir" strict-headers
 	assert_failure
 	assert_output --regexp "invalid use of undefined type .struct bufferevent.|incomplete definition of type .struct bufferevent.|dereferencing pointer to incomplete type|storage size of .[a-z_]+. isn.t known|variable has incomplete type .struct event."
 }
@@ -494,7 +499,11 @@ _server_threads_are() {
 # bats test_tags=exercise,needs-source
 @test "exercise 3: strict-headers no longer trips over struct bufferevent, and no source includes its definition" {
 	exercise 3
-	run make -s -C "$SOURCE_DIR" strict-headers
+	local dir=$SOURCE_DIR
+	if [[ -n ${GRADE_BOXRUN:-} ]]; then
+		dir=$(build_copy "$SOURCE_DIR" strict-headers) || fail "cannot copy $SOURCE_DIR to build it"
+	fi
+	run boxed make -s -C "$dir" strict-headers
 	# the compiler ran: it succeeded, or it reported on echoserver.c
 	((status == 0)) || assert_output --partial "echoserver.c:"
 	refute_output --regexp "undefined type .struct bufferevent.|incomplete definition of type .struct bufferevent.|dereferencing pointer to incomplete type"
