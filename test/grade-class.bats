@@ -62,18 +62,21 @@ setup_file() {
 		snprintf(p, sizeof(p), "/proc/%d/fd/3", (int)getppid());
 		if ((fd = open(p, O_WRONLY)) >= 0)
 			dprintf(fd, "ok 3 forged through /proc\n");'
-	# a child that ignores SIGTERM and sleeps, in the demo's group
-	student 2 "$SUBS/sigterm-fork"
-	hostile "$SUBS/sigterm-fork" "		char msg[64];
-		if (fork() == 0) {
-			signal(SIGTERM, SIG_IGN);
+	# what the two forks' sleepers do: ignore SIGTERM, take the name the
+	# check looks for, leave the demo's output, say their pid, sleep
+	local sleeper="signal(SIGTERM, SIG_IGN);
 			prctl(PR_SET_NAME, \"$hostile_name\");
 			close(0);
 			close(1);
 			close(2);
 			snprintf(msg, sizeof(msg), \"sleeper %d\\n\", (int)getpid());
 			tell(msg);
-			sleep(300);
+			sleep(300);"
+	# a child that sleeps, in the demo's group
+	student 2 "$SUBS/sigterm-fork"
+	hostile "$SUBS/sigterm-fork" "		char msg[64];
+		if (fork() == 0) {
+			$sleeper
 			_exit(0);
 		}"
 	# a grandchild in a session of its own, whose parent exits at once
@@ -83,14 +86,7 @@ setup_file() {
 		if ((child = fork()) == 0) {
 			setsid();
 			if (fork() == 0) {
-				signal(SIGTERM, SIG_IGN);
-				prctl(PR_SET_NAME, \"$hostile_name\");
-				close(0);
-				close(1);
-				close(2);
-				snprintf(msg, sizeof(msg), \"sleeper %d\\n\", (int)getpid());
-				tell(msg);
-				sleep(300);
+				$sleeper
 			}
 			_exit(0);
 		}

@@ -30,6 +30,39 @@ teardown() {
 	[[ -z ${BOX_BASE:-} ]] || rm -rf "$BOX_BASE" "/tmp/grade-box-evil.$BOX_PID"
 }
 
+# bait MODE: base, a directory outside /tmp (which the box's read-only view
+# replaces) with MODE, and name, a file in /tmp: places student code must
+# not write.  Teardown removes both.
+bait() {
+	name=grade-box-evil.$BASHPID
+	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
+	BOX_BASE=$base BOX_PID=$BASHPID
+	chmod "$1" "$base"
+}
+
+# hostile_strict_headers: the student's Makefile gets a strict-headers
+# recipe that prints its uid, tries to write /tmp/$name and $base/evil,
+# says whether it could, and fails.
+hostile_strict_headers() {
+	python3 - "$STUDENT/Makefile" "$name" "$base" <<'PY'
+import re, sys
+path, name, base = sys.argv[1:]
+s = open(path).read()
+recipe = ("strict-headers:\n\t@echo \"recipe uid $$(id -u)\"; touch /tmp/%s %s/evil; "
+          "echo \"recipe touched $$?\"; exit 1\n" % (name, base))
+s, n = re.subn(r"^strict-headers:\n(\t.*\n)+", recipe, s, flags=re.M)
+assert n == 1
+open(path, "w").write(s)
+PY
+}
+
+# assert_recipe_boxed: the recipe ran as the box's user and wrote nothing.
+assert_recipe_boxed() {
+	assert_output --regexp "recipe uid $(id -u gradebox)"
+	assert_output --partial "recipe touched 1"
+	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's strict-headers recipe wrote outside the box"
+}
+
 # valid_reports DIR: DIR's results.json follows Gradescope's documented
 # format and its report.xml the JUnit schema's shape (whichever is there).
 valid_reports() {
@@ -527,10 +560,8 @@ exit $rc'
 
 @test "finding 4: the builds the checks make from the student's sources run in the box: chapter 4 exercise 5's build with the student's Makefile writes neither /tmp nor a world-writable directory" {
 	((EUID == 0)) || skip "a mount namespace needs a grader that runs as root"
-	local base name=grade-box-evil.$BASHPID
-	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
-	BOX_BASE=$base BOX_PID=$BASHPID
-	chmod 777 "$base"
+	local base name
+	bait 777
 	student 4
 	# make runs \$(shell) at every start: the check's clean and its build
 	sed -i "1i \$(shell touch /tmp/$name $base/evil)" "$STUDENT/Makefile"
@@ -542,62 +573,34 @@ exit $rc'
 
 @test "finding 4: the strict-headers build of the checks (check_public_headers) runs in the box: a student's Makefile whose strict-headers recipe writes runs as the box's user and writes neither /tmp nor a world-writable directory" {
 	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
-	local base name=grade-box-evil.$BASHPID
-	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
-	BOX_BASE=$base BOX_PID=$BASHPID
-	chmod 777 "$base"
+	local base name
+	bait 777
 	student 4
-	python3 - "$STUDENT/Makefile" "$name" "$base" <<'PY'
-import re, sys
-path, name, base = sys.argv[1:]
-s = open(path).read()
-recipe = ("strict-headers:\n\t@echo \"recipe uid $$(id -u)\"; touch /tmp/%s %s/evil; "
-          "echo \"recipe touched $$?\"; exit 1\n" % (name, base))
-s, n = re.subn(r"^strict-headers:\n(\t.*\n)+", recipe, s, flags=re.M)
-assert n == 1
-open(path, "w").write(s)
-PY
+	hostile_strict_headers
 	STUDENT_MAKEFILE=1 GRADE_FILTER="^fixed: it compiles with libevent 2's public headers" grade 4 "$STUDENT"
 	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
 	assert_equal "$status" 1
 	assert_line --regexp "^FAIL +fixed: it compiles with libevent 2's public headers alone, and includes no other$"
-	assert_output --regexp "recipe uid $(id -u gradebox)"
-	assert_output --partial "recipe touched 1"
-	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's strict-headers recipe wrote outside the box"
+	assert_recipe_boxed
 }
 
 @test "finding 4: chapter 3 exercise 3's strict-headers build runs in the box: a student's Makefile whose strict-headers recipe writes runs as the box's user and writes neither /tmp nor a world-writable directory" {
 	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
-	local base name=grade-box-evil.$BASHPID
-	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
-	BOX_BASE=$base BOX_PID=$BASHPID
-	chmod 777 "$base"
+	local base name
+	bait 777
 	student 3
-	python3 - "$STUDENT/Makefile" "$name" "$base" <<'PY'
-import re, sys
-path, name, base = sys.argv[1:]
-s = open(path).read()
-recipe = ("strict-headers:\n\t@echo \"recipe uid $$(id -u)\"; touch /tmp/%s %s/evil; "
-          "echo \"recipe touched $$?\"; exit 1\n" % (name, base))
-s, n = re.subn(r"^strict-headers:\n(\t.*\n)+", recipe, s, flags=re.M)
-assert n == 1
-open(path, "w").write(s)
-PY
+	hostile_strict_headers
 	EXERCISES=1 STUDENT_MAKEFILE=1 GRADE_FILTER="^exercise 3:" grade 3 "$STUDENT"
 	[[ $output != *"no read-only view"* ]] || skip "this machine gives no mount namespace (the grading's note says why)"
 	assert_equal "$status" 1
 	assert_line --regexp "^FAIL +exercise 3: strict-headers no longer trips over struct bufferevent"
-	assert_output --regexp "recipe uid $(id -u gradebox)"
-	assert_output --partial "recipe touched 1"
-	[[ ! -e /tmp/$name && ! -e $base/evil ]] || fail "the student's strict-headers recipe wrote outside the box"
+	assert_recipe_boxed
 }
 
 @test "finding 4: chapter 3's F6 build (f6_build) runs in the box when grading: a student's Makefile runs as the box's user, writes nowhere, and the server it built runs in the box too" {
 	((EUID == 0)) || skip "the box's unprivileged user needs a grader that runs as root"
-	local base name=grade-box-evil.$BASHPID
-	base=$(mktemp -d /var/tmp/grade-box.XXXXXX)
-	BOX_BASE=$base BOX_PID=$BASHPID
-	chmod 777 "$base"
+	local base name
+	bait 777
 	student 3
 	# make runs $(shell) at every start: f6_build's clean and its build
 	sed -i "1i \$(info make uid \$(shell id -u))\$(shell touch /tmp/$name $base/evil)" "$STUDENT/Makefile"
