@@ -6,6 +6,7 @@
 #              files are clang-formatted
 #   posix      the chapter compiles with only POSIX's feature macro and
 #              calls nothing Linux-only (epoll, accept4, MSG_NOSIGNAL, ...)
+#              outside an #ifdef __linux__ block with a portable #else
 #   format     every C file matches the root .clang-format
 #   (the gate named shellcheck) ShellCheck finds no warning in any shell
 #              file, each read as its shell: scripts by their #! line,
@@ -146,7 +147,24 @@ CFILES=$(find step* test -name '*.[ch]' -not -path '*/strict-include/*' | sort)
 
 # Names that exist only on Linux (or only with _GNU_SOURCE): the chapters
 # must build on macOS and the BSDs with libevent.  test/ may use them.
-LINUX_ONLY='epoll_|accept4|SOCK_NONBLOCK|SOCK_CLOEXEC|pipe2|eventfd|signalfd|MSG_NOSIGNAL|TCP_(CORK|QUICKACK|DEFER_ACCEPT|USER_TIMEOUT|INFO|KEEPIDLE)|/proc/|sendfile|splice|prctl|sched_setaffinity|gettid|SO_PEERCRED'
+LINUX_ONLY='epoll_|accept4|SOCK_NONBLOCK|SOCK_CLOEXEC|pipe2|eventfd|signalfd|MSG_NOSIGNAL|TCP_(CORK|QUICKACK|DEFER_ACCEPT|USER_TIMEOUT|INFO|KEEPIDLE)|SIOCOUTQ|/proc/|sendfile|splice|prctl|sched_setaffinity|gettid|SO_PEERCRED'
+
+# unguarded FILE: FILE's code, comments left out, without what only Linux
+# compiles: a block under "#ifdef __linux__" (or "#if defined(__linux__)")
+# up to its #else or #endif, or under "#ifdef NAME" of a Linux-only NAME.
+unguarded() {
+	cc -fpreprocessed -dD -E -P "$1" 2>/dev/null | awk -v names="$LINUX_ONLY" '
+		function guard(line) {
+			return line ~ /^[ \t]*#[ \t]*if(def[ \t]+|[ \t]+defined[ \t]*\(?[ \t]*)/ &&
+			    (line ~ /__linux__/ || line ~ names)
+		}
+		skip && /^[ \t]*#[ \t]*if/ { depth++; next }
+		skip && /^[ \t]*#[ \t]*endif/ { if (depth-- == 0) skip = 0; next }
+		skip && depth == 0 && /^[ \t]*#[ \t]*else/ { skip = 0; next }
+		skip { next }
+		guard($0) { skip = 1; depth = 0; next }
+		{ print }'
+}
 
 # posix STEP: compile STEP's files with only -D_POSIX_C_SOURCE=200809L (an
 # undeclared call is an error), and look for Linux-only names in its code,
@@ -165,8 +183,7 @@ posix() {
 		cc -std=c11 -fsyntax-only -Werror=implicit-function-declaration \
 			-U_GNU_SOURCE -U_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L \
 			$(pkg-config --cflags libevent) "$f" || rc=1
-		found=$(cc -fpreprocessed -dD -E -P "$f" 2>/dev/null |
-			grep -nE "$LINUX_ONLY") && {
+		found=$(unguarded "$f" | grep -nE "$LINUX_ONLY") && {
 			printf '%s: Linux-only: %s\n' "$f" "$found"
 			rc=1
 		}

@@ -103,6 +103,20 @@ result() {
 	done
 }
 
+@test "make check's posix gate fails a Linux-only name in a chapter's code, and passes it under #ifdef __linux__ with a portable #else" {
+	local copy=$BATS_TEST_TMPDIR/px
+	mkdir "$copy"
+	cp "$ROOT/step5-per-thread-base/echoserver.c" "$copy/"
+	printf 'static const char *where = "/proc/self/status";\n' >>"$copy/echoserver.c"
+	run env GATES=posix bash "$ROOT/test/check.sh" "$copy"
+	assert_failure
+	assert_line --regexp "^$copy/echoserver.c: Linux-only: [0-9]+:static const char \\*where = \"/proc/self/status\";\$"
+	cp "$ROOT/step5-per-thread-base/echoserver.c" "$copy/"
+	printf '#ifdef __linux__\nstatic const char *where = "/proc/self/status";\n#else\nstatic const char *where = "";\n#endif\n' >>"$copy/echoserver.c"
+	run env GATES=posix bash "$ROOT/test/check.sh" "$copy"
+	assert_success
+}
+
 @test "make bench: a BENCH_CASES kind it does not know is a usage error, before any server runs" {
 	run env BENCH_CASES="bulk nope" bash "$ROOT/test/bench.sh"
 	assert_equal "$status" 2
