@@ -217,6 +217,46 @@ cpu_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
+/*
+ * The time the threads besides the caller's have been runnable, on a CPU or
+ * waiting for one, in milliseconds, from /proc/self/task/N/schedstat; -1
+ * where the kernel keeps no such count.  A thread that polls is runnable all
+ * the time, however little CPU a busy machine gives it; one asleep is not.
+ */
+static double
+runnable_ms(void)
+{
+	DIR *dir;
+	struct dirent *de;
+	FILE *f;
+	char path[320], self[32]; /* a task name is at most 255 bytes */
+	unsigned long long run, wait;
+	double ms = 0;
+
+	snprintf(self, sizeof(self), "%ld", (long)getpid());
+	if ((dir = opendir("/proc/self/task")) == NULL)
+		err(1, "/proc/self/task");
+	while (ms >= 0 && (de = readdir(dir)) != NULL) {
+		/* main() is the caller: its own wait for a CPU is not idling */
+		if (de->d_name[0] == '.' || strcmp(de->d_name, self) == 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat",
+			 de->d_name);
+		if ((f = fopen(path, "r")) == NULL) {
+			if (errno != ENOENT)
+				ms = -1;
+			continue;
+		}
+		if (fscanf(f, "%llu %llu", &run, &wait) == 2)
+			ms += (run + wait) / 1e6;
+		else
+			ms = -1;
+		fclose(f);
+	}
+	closedir(dir);
+	return ms;
+}
+
 /* The threads besides main() left after a grace period for leaving ones. */
 static int
 threads_left(void)
@@ -368,15 +408,24 @@ demo_finish(struct demo *demo, struct demo_job *jobs, int bad)
 	return bad;
 }
 
-/* -i: print the CPU time the process uses in IDLE_MS with nothing to do. */
+/*
+ * -i: print the CPU time the process uses in IDLE_MS with nothing to do, and
+ * how long its workers were runnable meanwhile.
+ */
 static void
 measure_idle(void)
 {
-	double cpu0 = cpu_ms();
+	double cpu0 = cpu_ms(), run0 = runnable_ms(), run1;
 
 	nanosleep(&(struct timespec){IDLE_MS / 1000, IDLE_MS % 1000 * 1000000},
 		  NULL);
+	run1 = runnable_ms();
 	printf("cpu while idle: %.0f ms in %d ms\n", cpu_ms() - cpu0, IDLE_MS);
+	if (run0 < 0 || run1 < 0)
+		printf("runnable while idle: unknown (no schedstat)\n");
+	else
+		printf("runnable while idle: %.0f ms in %d ms\n", run1 - run0,
+		       IDLE_MS);
 }
 
 /*

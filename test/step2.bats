@@ -110,9 +110,12 @@ load helper
 # The shutdown's broadcast races with whatever it writes after the unlock:
 # racehook.so holds it there until every woken worker has gone back to
 # sleep or left, so a terminate set too late is missed every time.  Idle for
-# 500 ms (-i), workers asleep on jobs_cond use no CPU (measured: 0 ms); a
-# loop that polls uses what it gets (measured: 560 ms on 2 cores), and even
-# with a tenth of a core each, four of them pass 50 ms.
+# 500 ms (-i), workers asleep on jobs_cond are never runnable (measured:
+# 0 ms); four that poll are runnable the whole time, on a CPU or waiting for
+# one (measured: 1993 ms, and 1994 ms with two busy loops beside them, which
+# cut their CPU from 480 ms to 92 ms): the runnable time rejects a poller
+# however busy the machine is, where its CPU time alone did not.  Where the
+# kernel keeps no schedstat, the CPU time is the check: asleep, 0 ms.
 # bats test_tags=exercise,needs-demo
 @test "exercise 1: with terminate checked in the wait loop, every worker leaves, and an idle worker sleeps" {
 	exercise 1
@@ -120,10 +123,14 @@ load helper
 	assert_success
 	assert_line "jobs run: 1000"
 	assert_line "workers alive after shutdown: 0"
-	local cpu
+	local cpu runnable
 	cpu=$(sed -nE 's/^cpu while idle: ([0-9]+) ms.*/\1/p' <<<"$output")
 	[[ -n $cpu ]] || fail "no 'cpu while idle' line"
 	((cpu < 50)) || fail "idle workers used $cpu ms of CPU in 500 ms: they poll instead of waiting on jobs_cond"
+	runnable=$(sed -nE 's/^runnable while idle: ([0-9]+) ms.*/\1/p' <<<"$output")
+	[[ -n $runnable ]] || assert_line "runnable while idle: unknown (no schedstat)"
+	[[ -z $runnable ]] || ((runnable < 250)) ||
+		fail "idle workers were runnable $runnable ms in 500 ms: they poll instead of waiting on jobs_cond"
 }
 
 # bats test_tags=exercise,needs-demo
