@@ -901,29 +901,45 @@ leave_no_descriptor() {
 # connection stays in the backlog, the listening socket stays readable, and
 # the loop calls accept_cb() again at once.  The test lowers the running
 # server's limit so that it cannot open one more descriptor (prlimit),
-# connects one client, and waits, 3 s at most, for the server to burn 0.3 s
-# of CPU.  A spinning server does that in 0.3 s on an idle machine and in
-# under 3 s even with only a tenth of a core; an idle one uses none.
+# connects one client, and waits, 3 s at most, for the server to have been
+# runnable (on a CPU or waiting for one) for 0.3 s.  A spinning server is
+# runnable all the time, so it takes 0.3 s however busy the machine; an
+# idle one is not runnable at all.  (Where the kernel keeps no schedstat,
+# CPU time stands in: 0.3 s of it within 3 s, a tenth of a core.)
 check_accept_spins() {
 	need prlimit util-linux
 	start_server "$@"
-	local fd t0 ticks used start
+	local fd t0 ticks used start r0 runnable=
 	leave_no_descriptor
 	exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
 	ticks=$(getconf CLK_TCK)
 	t0=$(server_cpu_ticks)
 	start=$(now)
-	wait_until 3 _cpu_used "$t0" $((3 * ticks / 10)) || true
+	if r0=$(proc_runnable_ms "$SERVER_PID"); then
+		wait_until 3 _runnable_for "$r0" 300 || true
+		runnable=$(($(proc_runnable_ms "$SERVER_PID") - r0))
+	else
+		wait_until 3 _cpu_used "$t0" $((3 * ticks / 10)) || true
+	fi
 	used=$(($(server_cpu_ticks) - t0))
 	echo "# out of descriptors, the server used" \
 		"$(awk -v u="$used" -v t="$ticks" 'BEGIN { printf "%.2f", u / t }') s of CPU" \
-		"in $(seconds_since "$start") s" >&3
+		"${runnable:+and was runnable $runnable ms }in $(seconds_since "$start") s" >&3
 	exec {fd}>&-
-	((10 * used >= 3 * ticks))
+	if [[ -n $runnable ]]; then
+		((runnable >= 300))
+	else
+		((10 * used >= 3 * ticks))
+	fi
 }
 
 # The server has used at least $2 clock ticks of CPU since it had used $1.
 _cpu_used() {
 	(($(server_cpu_ticks) - $1 >= $2))
+}
+
+# The server has been runnable $2 ms more since its runnable time was $1.
+_runnable_for() {
+	(($(proc_runnable_ms "$SERVER_PID") - $1 >= $2))
 }
 

@@ -127,6 +127,15 @@ proc_cpu_ticks() {
 	awk '{ print $12 + $13 }' <<<"$stat"
 }
 
+# Process $1's runnable time so far, in ms: each thread's time on a CPU and
+# waiting for one (/proc/PID/task/*/schedstat).  A thread that spins is
+# runnable all the time, however little CPU a busy machine gives it; one
+# that waits for an event is not.  Fails where the kernel keeps no schedstat.
+proc_runnable_ms() {
+	cat /proc/"$1"/task/*/schedstat 2>/dev/null |
+		awk '{ ns += $1 + $2; n++ } END { if (!n) exit 1; printf "%d\n", ns / 1e6 }'
+}
+
 # Process $1's resident memory now and at its peak, in KiB.
 proc_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
