@@ -24,10 +24,16 @@ solutions() {
 # DIR's programs and sources; sets status and output (bats' run).  A program
 # DIR could not build is left to the chapter's default: the check at hand
 # does not run it (exercise 5 of chapter 4 breaks the build on purpose).
+# status is what Bats' run sets.
+# shellcheck disable=SC2154
 run_check() {
 	local n=$1 k=$2 dir=$3
 	local env=(env -u ECHOSERVER -u WORKQUEUE_DEMO EXERCISES=1 "SOURCE_DIR=$dir")
 	[[ -x $dir/echoserver ]] && env+=("ECHOSERVER=$dir/echoserver")
 	[[ -x $dir/workqueue_demo ]] && env+=("WORKQUEUE_DEMO=$dir/workqueue_demo")
-	run "${env[@]}" bats --tap -f "^exercise $k:" "$ROOT/test/step$n.bats"
+	# the check bounds its own waits; 600 s bounds it whole, should a
+	# solution or a wrong answer escape them
+	run timeout -k 10 600 "${env[@]}" bats --tap -f "^exercise $k:" "$ROOT/test/step$n.bats"
+	((status != 124 && status != 137)) ||
+		fail "chapter $n's exercise $k check: still running after 600 s, killed"
 }

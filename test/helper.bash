@@ -25,6 +25,25 @@ STOP_TIMEOUT=${STOP_TIMEOUT:-2}
 # an instrumented build.  Computed once: hold_clients reads 500 replies.
 ECHO_WAIT=$(scaled 5)
 
+# demo ARGS...: run $WORKQUEUE_DEMO with ARGS, bounded.  A queue whose
+# shutdown deadlocks (chapter 4's state after patch 3: a worker that leaves
+# holding jobs_mutex blocks the next to lock it; 1 run in 200 measured,
+# test/patches.bats) never returns; after DEMO_TIMEOUT seconds (20, scaled,
+# where a run of the demo takes 0.2 s) it is killed, and the output says so
+# last, with status 124.  A bound of its own: Bats' BATS_TEST_TIMEOUT kills
+# only a test's children, and run's grandchild keeps its output open.
+DEMO_TIMEOUT=${DEMO_TIMEOUT:-20}
+demo() {
+	local limit rc=0
+	limit=$(scaled "$DEMO_TIMEOUT")
+	timeout -k 5 "$limit" "$WORKQUEUE_DEMO" "$@" || rc=$?
+	if ((rc == 124 || rc == 137)); then
+		echo "workqueue_demo: still running after $limit s: killed" >&2
+		rc=124
+	fi
+	return "$rc"
+}
+
 # Background clients a test starts; teardown ends them (stop_background).
 BG_PIDS=()
 
@@ -651,7 +670,7 @@ check_quick_signals() {
 
 # check_workers_joined: the fixed queue leaves no worker behind.
 check_workers_joined() {
-	run "$WORKQUEUE_DEMO" -w 4 -j 1000
+	run demo -w 4 -j 1000
 	assert_success
 	assert_line "jobs run: 1000"
 	assert_line "workers alive after shutdown: 0"

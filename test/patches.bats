@@ -35,8 +35,12 @@ on_stage() {
 	# WORKQUEUE_DEMO to the test file's default.
 	local demo=$dir/workqueue_demo
 	[[ -x $demo ]] || demo=
-	run env ECHOSERVER="$dir/echoserver" WORKQUEUE_DEMO="$demo" \
-		SOURCE_DIR="$dir" bats -f "$4" "$ROOT/test/$3"
+	# Each test bounds its own waits; this bounds the whole file, should
+	# one of a state's flaws escape them (the slowest filter takes 60 s).
+	run timeout -k 10 600 env ECHOSERVER="$dir/echoserver" \
+		WORKQUEUE_DEMO="$demo" SOURCE_DIR="$dir" bats -f "$4" "$ROOT/test/$3"
+	((status != 124 && status != 137)) ||
+		fail "bats -f '$4' $3 on state $2 of chapter $1: still running after 600 s, killed"
 }
 
 # flips STEP K FILE REGEX: FILE's tests matching REGEX (at least one) each
@@ -244,16 +248,16 @@ signal_a_worker() {
 
 # The step-3 test runs the demo without -s, where a worker can also lock
 # jobs_mutex before the shutdown does and leave holding it: then the demo
-# hangs.  BATS_TEST_TIMEOUT bounds that (a hang fails the test, as it should
-# on state 3); the demo takes 0.2 s otherwise.
+# hangs (1 run in 200 on state 3).  helper.bash's demo kills it after 20 s,
+# and the test fails, as it should on state 3; the demo takes 0.2 s otherwise.
 @test "chapter 4, patch 3: with the author's terminate check workers leave on shutdown, but the first leaves holding jobs_mutex: 3 of 4 stay" {
-	BATS_TEST_TIMEOUT=30 flips_back 4 3 step3.bats "the work queue.s shutdown leaves all 4 idle workers alive"
+	flips_back 4 3 step3.bats "the work queue.s shutdown leaves all 4 idle workers alive"
 	assert_equal "$(alive_after_shutdown 2 -w 4 -j 100 -s)" 4
 	assert_equal "$(alive_after_shutdown 3 -w 4 -j 100 -s)" 3
 }
 
 @test "chapter 4, patch 4: a worker unlocks jobs_mutex before it leaves, so the other workers leave too" {
-	BATS_TEST_TIMEOUT=30 flips 4 4 step4.bats "after shutdown no worker is left"
+	flips 4 4 step4.bats "after shutdown no worker is left"
 	assert_equal "$(alive_after_shutdown 3 -w 4 -j 100 -s)" 3
 	assert_equal "$(alive_after_shutdown 4 -w 4 -j 100 -s)" 0
 }

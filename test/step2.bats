@@ -7,21 +7,21 @@ load helper
 
 # bats test_tags=needs-demo
 @test "every one of 1000 jobs runs exactly once on 4 workers" {
-	run "$WORKQUEUE_DEMO" -w 4 -j 1000
+	run demo -w 4 -j 1000
 	assert_success
 	assert_line "jobs run: 1000"
 }
 
 # bats test_tags=needs-demo
 @test "jobs run in parallel: 4 jobs that need each other all finish on 4 workers" {
-	run "$WORKQUEUE_DEMO" -w 4 -b
+	run demo -w 4 -b
 	assert_success
 	assert_line "barrier: passed"
 }
 
 # bats test_tags=needs-demo
 @test "a job can add jobs: 500 jobs each adding one more run 1000 jobs" {
-	run "$WORKQUEUE_DEMO" -w 4 -j 500 -c
+	run demo -w 4 -j 500 -c
 	assert_success
 	assert_line "jobs run: 1000"
 }
@@ -31,7 +31,7 @@ load helper
 	local bad
 	for bad in "-w 0" "-w x" "-j -1" "-x" "-w 1001" "-w 1 extra" "-o -w 2" "-s -o" "-f 4 -w 4"; do
 		# shellcheck disable=SC2086
-		run "$WORKQUEUE_DEMO" $bad
+		run demo $bad
 		assert_equal "$status" 2
 		assert_output --partial "usage: workqueue_demo"
 	done
@@ -41,7 +41,7 @@ load helper
 @test "a count must be plain digits: a sign, a space, a suffix or nothing is a usage error (exit 2)" {
 	local bad
 	for bad in " 1" "+1" "-0" "1x" "" "0x10" "99999999999"; do
-		run "$WORKQUEUE_DEMO" -w "$bad"
+		run demo -w "$bad"
 		assert_equal "$status" 2
 		assert_output --partial "invalid worker count"
 	done
@@ -51,7 +51,7 @@ load helper
 # find no job, and the wait loop puts them back to sleep for good.
 # bats test_tags=flaw,needs-demo
 @test "still wrong: after shutdown all 4 idle workers are still alive" {
-	run "$WORKQUEUE_DEMO" -w 4 -j 1000
+	run demo -w 4 -j 1000
 	assert_success
 	assert_line "workers alive after shutdown: 4"
 }
@@ -59,7 +59,7 @@ load helper
 # bats test_tags=flaw,needs-demo
 @test "still wrong: no worker leaves, whatever the number of workers" {
 	for n in 1 2 8; do
-		run "$WORKQUEUE_DEMO" -w "$n" -j 100
+		run demo -w "$n" -j 100
 		assert_success
 		assert_line "workers alive after shutdown: $n"
 	done
@@ -69,7 +69,7 @@ load helper
 # the queue.  The two held jobs finish; the 98 never run.
 # bats test_tags=flaw,needs-demo
 @test "still wrong: a shutdown with 98 jobs queued drops them: 2 of 100 jobs run" {
-	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
+	run demo -w 2 -j 100 -s
 	assert_success
 	assert_line "jobs added: 100"
 	assert_line "jobs run: 2"
@@ -79,7 +79,7 @@ load helper
 # pushed at the head, where the worker takes the next one.
 # bats test_tags=flaw,needs-demo
 @test "still wrong: queued jobs run newest first: 1 5 4 3 2" {
-	run "$WORKQUEUE_DEMO" -j 5 -o
+	run demo -j 5 -o
 	assert_success
 	assert_line "order: 1 5 4 3 2"
 }
@@ -89,7 +89,7 @@ load helper
 # started run on, on a queue the caller has given up.
 # bats test_tags=flaw,needs-demo
 @test "still wrong: a failed workqueue_init leaves the 2 threads it started running" {
-	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	run demo -w 4 -f 2
 	assert_success
 	assert_line "workers alive after failed init: 2"
 }
@@ -100,7 +100,7 @@ load helper
 # errno at ENOMEM, and perror() prints that.  Chapter 4 prints the EAGAIN.
 # bats test_tags=flaw,needs-demo
 @test "still wrong: a failed pthread_create is reported with errno's stale error, not the EAGAIN it returned" {
-	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	run demo -w 4 -f 2
 	assert_success
 	assert_line --regexp '^(workqueue_demo: )?workqueue_init: pthread_create: '
 	refute_line --regexp 'pthread_create: Resource temporarily unavailable$'
@@ -136,7 +136,7 @@ load helper
 # bats test_tags=exercise,needs-demo
 @test "exercise 2: a shutdown runs the jobs still queued: 100 of 100" {
 	exercise 2
-	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
+	run demo -w 2 -j 100 -s
 	assert_success
 	assert_line "jobs run: 100"
 }
@@ -144,7 +144,7 @@ load helper
 # bats test_tags=exercise,needs-demo
 @test "exercise 3: queued jobs run oldest first: 1 2 3 4 5" {
 	exercise 3
-	run "$WORKQUEUE_DEMO" -j 5 -o
+	run demo -j 5 -o
 	assert_success
 	assert_line "order: 1 2 3 4 5"
 }

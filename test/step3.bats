@@ -257,7 +257,7 @@ strict_event_h() {
 # What is still wrong (d): the work queue is chapter 2's, shutdown and all.
 # bats test_tags=flaw,needs-demo
 @test "still wrong: the work queue's shutdown leaves all 4 idle workers alive" {
-	run "$WORKQUEUE_DEMO" -w 4 -j 1000
+	run demo -w 4 -j 1000
 	assert_success
 	assert_line "jobs run: 1000"
 	assert_line "workers alive after shutdown: 4"

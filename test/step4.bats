@@ -87,7 +87,7 @@ load helper
 
 # bats test_tags=needs-demo
 @test "fixed: a shutdown with 98 jobs still queued runs them all: 100 of 100" {
-	run "$WORKQUEUE_DEMO" -w 2 -j 100 -s
+	run demo -w 2 -j 100 -s
 	assert_success
 	assert_line "jobs added: 100"
 	assert_line "jobs run: 100"
@@ -98,7 +98,7 @@ load helper
 # running.
 # bats test_tags=needs-demo
 @test "fixed: a failed workqueue_init stops and joins the threads it started" {
-	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	run demo -w 4 -f 2
 	assert_success
 	assert_line "workers alive after failed init: 0"
 }
@@ -107,7 +107,7 @@ load helper
 # on the same flags, prints the ENOMEM that errno held instead.
 # bats test_tags=needs-demo
 @test "fixed: a failed pthread_create is reported with the error it returned: Resource temporarily unavailable" {
-	run "$WORKQUEUE_DEMO" -w 4 -f 2
+	run demo -w 4 -f 2
 	assert_success
 	assert_line --regexp '^(workqueue_demo: )?workqueue_init: pthread_create: Resource temporarily unavailable$'
 }
@@ -162,7 +162,7 @@ load helper
 # Fix 11 (F10): arrival order.
 # bats test_tags=needs-demo
 @test "fixed: queued jobs run in arrival order: 1 2 3 4 5" {
-	run "$WORKQUEUE_DEMO" -j 5 -o
+	run demo -j 5 -o
 	assert_success
 	assert_line "order: 1 2 3 4 5"
 }

@@ -215,6 +215,23 @@ result() {
 	(($(ms_since "$t0") < 3000))
 }
 
+# A hang Bats cannot end: its BATS_TEST_TIMEOUT kills a test's children,
+# and run's grandchild, the demo, keeps the output open for good.
+@test "a workqueue_demo that never returns fails its test after DEMO_TIMEOUT, saying so, and the test file ends" {
+	local fake=$BATS_TEST_TMPDIR/stuck t0
+	printf '%s\n' '#!/bin/sh' 'exec sleep 600' >"$fake"
+	chmod +x "$fake"
+	t0=$(now)
+	run timeout 60 env WORKQUEUE_DEMO="$fake" DEMO_TIMEOUT=1 \
+		bats --tap -f "^every one of 1000 jobs runs exactly once" "$ROOT/test/step2.bats"
+	echo "# the file ended after $(seconds_since "$t0") s" >&3
+	assert_failure 1
+	assert_line --regexp '^not ok 1 every one of 1000 jobs'
+	assert_output --partial "workqueue_demo: still running after 1 s: killed"
+	# 1 s, then Bats' own start and end: 2 s on a quiet machine
+	(($(ms_since "$t0") < 30000))
+}
+
 @test "a test that needs a missing tool skips, and fails under CI" {
 	local t=$BATS_TEST_TMPDIR/needs.bats
 	printf '%s\n' "source '$ROOT/test/server.bash'" \
