@@ -3,9 +3,9 @@
 STEPS := $(patsubst %/,%,$(sort $(wildcard step*/)))
 LAST := $(lastword $(STEPS))
 ECHO_PORT ?= 5555
-TOOLS := test/echoclient test/loadgen test/epoll_echo test/attack
+TOOLS := test/tools/echoclient test/tools/loadgen test/tools/epoll_echo test/tools/attack
 # The exercise checks load it into a program to make a race happen every time.
-TOOLS += test/racehook.so
+TOOLS += test/tools/racehook.so
 BATS_FLAGS ?=
 # make test: every chapter's behaviour, the tools, grading and the docs'
 # quick checks, what a learner runs after a change.  make test-all adds the
@@ -13,8 +13,8 @@ BATS_FLAGS ?=
 # claim, each worked solution flips its check and each wrong answer fails
 # it (the attack lab's exercises too), a handout works on its own, every
 # README command runs, and a short stress run of the threaded chapters.
-TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) $(wildcard test/tools.bats test/grade.bats test/docs.bats))
-PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/handout.bats test/readme.bats test/timeline.bats test/grade-class.bats
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) $(wildcard test/tools/tools.bats test/grade/grade.bats test/docs.bats))
+PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/grade/handout.bats test/readme.bats test/timeline.bats test/grade/grade-class.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
@@ -37,7 +37,7 @@ help:
 	@echo "make grade STEP=N DIR=path   grade a student's chapter N in path:"
 	@echo "                  a table and a score; EXERCISES=1 grades the"
 	@echo "                  exercises too, FORMAT=junit|tap|gradescope OUT=dir"
-	@echo "                  writes a report (batch scripts: bash test/grade.sh);"
+	@echo "                  writes a report (batch scripts: bash test/grade/grade.sh);"
 	@echo "                  STEP=5 LAB=K grades the attack lab's exercise K"
 	@echo "make grade-class STEP=N SUBMISSIONS=dir   grade every student's"
 	@echo "                  directory in dir in parallel: OUT/grades.csv"
@@ -49,7 +49,7 @@ help:
 	@echo "make readme-diffs write each chapter's diff into its README"
 	@echo "make bench        measure every chapter against a bare epoll loop and"
 	@echo "                  Node.js; BENCH_QUICK=1 for a one-minute subset;"
-	@echo "                  BENCH_CASES=, BENCH_SERVERS=: see test/bench.sh"
+	@echo "                  BENCH_CASES=, BENCH_SERVERS=: see test/bench/bench.sh"
 	@echo "make timeline STEP=N   draw chapter N's lesson from a real run:"
 	@echo "                  test/results/timeline/stepN.svg (ECHOSERVER=path);"
 	@echo "                  STEP=5 SCENARIO=emfile: the accept pause out of"
@@ -91,54 +91,54 @@ proofs: deps-test all $(TOOLS)
 # A make variable as one shell word, whatever it holds (Jane Doe's lab).
 shell_word = '$(subst ','\'',$(1))'
 
-# Grade a student's chapter: test/grade.sh says what it runs and leaves out.
+# Grade a student's chapter: test/grade/grade.sh says what it runs and leaves out.
 # Its exit status says what happened (0 passed, 1 a test failed, 2 a broken
 # submission, 3 misuse, 4 a grading error), but make exits 2 whenever a
 # recipe fails, whatever its status: the recipe prints it, and a batch script
-# runs test/grade.sh.
-grade: deps-test test/echoclient test/racehook.so
+# runs test/grade/grade.sh.
+grade: deps-test test/tools/echoclient test/tools/racehook.so
 	@test -n "$(STEP)" -a -n "$(DIR)" || { echo "make grade: STEP and DIR are both needed; usage: make grade STEP=N DIR=path/to/student/stepN [EXERCISES=1] [FORMAT=junit|tap|gradescope OUT=dir]" >&2; exit 2; }
-	@bash test/grade.sh $(call shell_word,$(STEP)) $(call shell_word,$(DIR)); rc=$$?; \
+	@bash test/grade/grade.sh $(call shell_word,$(STEP)) $(call shell_word,$(DIR)); rc=$$?; \
 	case $$rc in 0) ;; 1) what="a test failed" ;; 2) what="the submission is broken" ;; \
 	3) what="the grader was misused" ;; 4) what="a grading error: results the grader did not plan" ;; \
 	*) what="unexpected" ;; esac; \
-	test $$rc = 0 || echo "grade: exit status $$rc ($$what); make reports any failure as 2: run bash test/grade.sh to get the status itself" >&2; \
+	test $$rc = 0 || echo "grade: exit status $$rc ($$what); make reports any failure as 2: run bash test/grade/grade.sh to get the status itself" >&2; \
 	exit $$rc
 
 # Grade every student's directory under SUBMISSIONS, in parallel: a CSV and
-# each student's report in OUT (test/grade-class.sh).
-grade-class: deps-test test/echoclient test/racehook.so
+# each student's report in OUT (test/grade/grade-class.sh).
+grade-class: deps-test test/tools/echoclient test/tools/racehook.so
 	@test -n "$(STEP)" -a -n "$(SUBMISSIONS)" || { echo "make grade-class: STEP and SUBMISSIONS are both needed; usage: make grade-class STEP=N SUBMISSIONS=dir [OUT=dir] [JOBS=n]" >&2; exit 2; }
-	@bash test/grade-class.sh $(call shell_word,$(STEP)) $(call shell_word,$(SUBMISSIONS)) $(call shell_word,$(or $(OUT),grades-step$(STEP)))
+	@bash test/grade/grade-class.sh $(call shell_word,$(STEP)) $(call shell_word,$(SUBMISSIONS)) $(call shell_word,$(or $(OUT),grades-step$(STEP)))
 
 # The lab for chapter STEP: chapters 1 to STEP and test/ without the worked
 # solutions and wrong answers, proven to test and grade on their own.
 handout:
 	@test -n "$(STEP)" || { echo "usage: make handout STEP=N [OUT=labN.tar.gz]"; exit 2; }
-	@bash test/handout.sh $(call shell_word,$(STEP)) $(call shell_word,$(or $(OUT),lab$(STEP).tar.gz))
+	@bash test/grade/handout.sh $(call shell_word,$(STEP)) $(call shell_word,$(or $(OUT),lab$(STEP).tar.gz))
 
-test/%: test/%.c
+test/tools/%: test/tools/%.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $<
 
 # The client, the load generator and the attack lab's client share their
-# payload, size parser, clock and connect (test/tools.h).
-test/echoclient test/loadgen test/attack: test/tools.h
+# payload, size parser, clock and connect (test/tools/tools.h).
+test/tools/echoclient test/tools/loadgen test/tools/attack: test/tools/tools.h
 
 readme-diffs:
 	bash test/readme-diffs.sh
 
-test/racehook.so: test/racehook.c
+test/tools/racehook.so: test/tools/racehook.c
 	$(CC) $(TOOL_CFLAGS) -U_POSIX_C_SOURCE -fPIC -shared -o $@ $< -ldl
 
 # Chapter 2's timeline loads it into the work-queue demo to see its threads.
-test/jobtrace.so: test/jobtrace.c
+test/tools/jobtrace.so: test/tools/jobtrace.c
 	$(CC) $(TOOL_CFLAGS) -U_POSIX_C_SOURCE -fPIC -shared -o $@ $< -ldl
 
 # The reference server runs one epoll loop per thread.
-test/epoll_echo: TOOL_CFLAGS += -pthread
+test/tools/epoll_echo: TOOL_CFLAGS += -pthread
 
 bench: all $(TOOLS)
-	bash test/bench.sh
+	bash test/bench/bench.sh
 
 # make diff FROM=N TO=M: each file of chapter M against the last chapter up
 # to N that has it; make diff STEP=N PATCH=K: patch K of chapter N's series.
@@ -166,14 +166,14 @@ stage:
 # make attack STEP=N [ECHOSERVER=path] [ATTACK="name ..."]: hostile clients
 # against a chapter's server, one line per attack (test/attack.sh); it
 # fails (status 3 from attack.sh) when an attack broke the server.
-attack: all test/attack test/echoclient
+attack: all test/tools/attack test/tools/echoclient
 	@test -n "$(STEP)" || { echo "usage: make attack STEP=N [ECHOSERVER=path] [ATTACK=\"name ...\"]"; exit 2; }
 	@ATTACK=$(call shell_word,$(ATTACK)) bash test/attack.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
 
 # make timeline STEP=N [SCENARIO=name] [ECHOSERVER=path]: run chapter N's
 # short scenario (or its SCENARIO: 5 has emfile) against its server and
 # draw what happened (test/timeline.sh).
-timeline: all test/timeline test/jobtrace.so
+timeline: all test/tools/timeline test/tools/jobtrace.so
 	@test -n "$(STEP)" || { echo "usage: make timeline STEP=N [SCENARIO=emfile] [ECHOSERVER=path] (N: 1 to 5)"; exit 2; }
 	@SCENARIO=$(call shell_word,$(SCENARIO)) bash test/timeline.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# attack.sh: the attack lab.  Hostile clients (test/attack, test/echoclient)
+# attack.sh: the attack lab.  Hostile clients (test/tools/attack, test/tools/echoclient)
 # meet an echo server, one attack at a time, each on a fresh server on
 # 127.0.0.1 and a free port; one line per attack says whether the server
 # held or broke, with the figure that decided it.
@@ -39,8 +39,8 @@ SERVER=${2:-$ROOT/$(cd "$ROOT" && ls -d "step$STEP-"* | head -1)/echoserver}
 	echo "attack.sh: $SERVER is not built: run make" >&2
 	exit 1
 }
-ATTACK_BIN=$ROOT/test/attack
-CLIENT=$ROOT/test/echoclient
+ATTACK_BIN=$ROOT/test/tools/attack
+CLIENT=$ROOT/test/tools/echoclient
 TMP=$(mktemp -d)
 SERVER_PID=
 BG=()

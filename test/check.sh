@@ -97,12 +97,12 @@ echo_and_sigint() {
 		return 1
 	fi
 	pid=$SERVER_PID port=$PORT
-	test/echoclient -p "$port" clients 8 1M >/dev/null &&
-		test/echoclient -p "$port" halfclose 4M >/dev/null &&
-		test/echoclient -p "$port" rst 1M >/dev/null
+	test/tools/echoclient -p "$port" clients 8 1M >/dev/null &&
+		test/tools/echoclient -p "$port" halfclose 4M >/dev/null &&
+		test/tools/echoclient -p "$port" rst 1M >/dev/null
 	local rc=$?
 	# leave clients connected through the shutdown
-	test/echoclient -p "$port" -T "$(scaled 6000)" -d 1000 lateread 64K \
+	test/tools/echoclient -p "$port" -T "$(scaled 6000)" -d 1000 lateread 64K \
 		>"$WORK/held.out" 2>&1 3>&- &
 	local held=$!
 	wait_until 3 grep -q '^sent unread' "$WORK/held.out"
@@ -295,7 +295,7 @@ if has_gate cppcheck; then
 			fail "cppcheck $step"
 	done
 	cppcheck -q --error-exitcode=1 --std=c11 \
-		--enable=warning,performance,portability test/*.c ||
+		--enable=warning,performance,portability test/tools/*.c ||
 		fail "cppcheck test"
 fi
 

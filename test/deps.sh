@@ -78,7 +78,7 @@ missing() {
 		printf 'int main(void) { return 0; }\n' |
 			gcc -fsanitize=thread -x c - -o /dev/null 2>/dev/null ||
 			need+=(gcc libtsan2)
-		# chapter 3's hung server shows its threads' stacks (f6.bash)
+		# chapter 3's hung server shows its threads' stacks (signal-deadlock.bash)
 		have gdb || need+=(gdb)
 		# the grader writes its reports and the tests check them
 		# (grade.sh, grade.bats): python3, and xmllint for the JUnit schema

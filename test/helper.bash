@@ -10,10 +10,12 @@
 bats_load_library bats-support
 bats_load_library bats-assert
 # shellcheck source=test/server.bash
-source "$BATS_TEST_DIRNAME/server.bash"
+source "${BASH_SOURCE[0]%/*}/server.bash"
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
-ECHOCLIENT=${ECHOCLIENT:-$ROOT/test/echoclient}
+# The project's root, from this file's place (a test in a folder of test/
+# loads ../helper).
+ROOT=$(cd "${BASH_SOURCE[0]%/*}/.." && pwd)
+ECHOCLIENT=${ECHOCLIENT:-$ROOT/test/tools/echoclient}
 
 # How long a server may take to start or to stop, in seconds (wait_until
 # scales them by TIME_SCALE, see server.bash).
@@ -49,8 +51,8 @@ BG_PIDS=()
 
 # Build the test client once per file if it is missing or stale.
 setup_file() {
-	if [[ ! -x $ECHOCLIENT || $ROOT/test/echoclient.c -nt $ECHOCLIENT ]]; then
-		make -s -C "$ROOT" test/echoclient >&2
+	if [[ ! -x $ECHOCLIENT || $ROOT/test/tools/echoclient.c -nt $ECHOCLIENT ]]; then
+		make -s -C "$ROOT" test/tools/echoclient >&2
 	fi
 	refuse_reference_when_grading || return 1
 	local prog
@@ -62,7 +64,7 @@ setup_file() {
 	done
 }
 
-# With GRADING=1 (test/grade.sh sets it) every test must look at the
+# With GRADING=1 (test/grade/grade.sh sets it) every test must look at the
 # student's work: SOURCE_DIR must be given, and no program or directory may be
 # a chapter's own.  A chapter file defaults what it was not given to its own
 # chapter, so a part grading forgot shows up here as the reference's.
@@ -97,7 +99,7 @@ setup() {
 teardown() {
 	stop_all_servers
 	stop_background
-	# graded (test/grade.sh): all the student's programs started is gone
+	# graded (test/grade/grade.sh): all the student's programs started is gone
 	[[ -z ${GRADE_BOX:-} ]] || "$GRADE_BOX/end-test"
 }
 
@@ -382,7 +384,7 @@ check_restart_fails() {
 	assert_output --partial "Address already in use"
 }
 
-# boxed COMMAND ARGS...: run COMMAND in the grading's box (test/grade.sh's
+# boxed COMMAND ARGS...: run COMMAND in the grading's box (test/grade/grade.sh's
 # GRADE_BOXRUN: the student's user, a read-only view but GRADE_SCRATCH),
 # or as it is when not grading.
 boxed() {
@@ -781,7 +783,7 @@ check_shutdown_stuck_readers() {
 # server_sockets: socket_memory for the server's port (test/server.bash).
 server_sockets() { socket_memory "$PORT"; }
 
-# stuck_clients N ARGS...: start the server with ARGS; N clients (test/attack
+# stuck_clients N ARGS...: start the server with ARGS; N clients (test/tools/attack
 # cut) each send 64 MB and never read.  Once the server has stopped reading
 # them all and nothing moves, set STUCK_KERNEL to the kernel memory its
 # sockets hold per client, in bytes, and STUCK_RSS to what its RSS grew by
@@ -792,12 +794,12 @@ stuck_clients() {
 	local before after bytes
 	shift
 	start_server "$@"
-	[[ -x $BATS_TEST_DIRNAME/attack && ! $BATS_TEST_DIRNAME/attack.c -nt $BATS_TEST_DIRNAME/attack ]] ||
-		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	[[ -x $ROOT/test/tools/attack && ! $ROOT/test/tools/attack.c -nt $ROOT/test/tools/attack ]] ||
+		make -s -C "$ROOT" test/tools/attack >&2
 	before=$(server_rss_kb)
 	mkfifo "$fifo"
 	# the line on the FIFO never comes: the clients go in the teardown
-	"$BATS_TEST_DIRNAME/attack" -p "$PORT" -T 60000 cut "$n" 64000000 0 \
+	"$ROOT/test/tools/attack" -p "$PORT" -T 60000 cut "$n" 64000000 0 \
 		<"$fifo" >"$out" 2>&1 3>&- &
 	BG_PIDS+=($!)
 	exec {STUCK_FD}>"$fifo"
@@ -861,14 +863,14 @@ exercise() {
 }
 
 # racehook_env VAR=VALUE... -- ...: RACEHOOK_ENV gets LD_PRELOAD set to
-# test/racehook.so (see racehook.c), built if it is missing or stale, and
+# test/tools/racehook.so (see racehook.c), built if it is missing or stale, and
 # the VAR=VALUE modes before "--"; RACEHOOK_ARGC the words they took, "--"
 # included.  Preloaded into a program, racehook.so makes a race that a wrong
 # answer loses happen on every run.
 racehook_env() {
-	local hook=$ROOT/test/racehook.so
-	if [[ ! -e $hook || $ROOT/test/racehook.c -nt $hook ]]; then
-		make -s -C "$ROOT" test/racehook.so >&2 || return 1
+	local hook=$ROOT/test/tools/racehook.so
+	if [[ ! -e $hook || $ROOT/test/tools/racehook.c -nt $hook ]]; then
+		make -s -C "$ROOT" test/tools/racehook.so >&2 || return 1
 	fi
 	RACEHOOK_ENV=("LD_PRELOAD=$hook")
 	RACEHOOK_ARGC=1

@@ -16,7 +16,7 @@ README=$ROOT/step5-per-thread-base/README.md
 WRONG_RUNS=${WRONG_RUNS:-3}
 
 setup_file() {
-	make -s -C "$ROOT" test/attack test/echoclient >&2
+	make -s -C "$ROOT" test/tools/attack test/tools/echoclient >&2
 }
 
 # lab_items: one line per exercise of the README's "Make each attack hold":

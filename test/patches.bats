@@ -10,8 +10,8 @@ bats_load_library bats-assert
 ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 # shellcheck source=test/server.bash
 source "$ROOT/test/server.bash"
-# shellcheck source=test/f6.bash
-source "$ROOT/test/f6.bash"
+# shellcheck source=test/signal-deadlock.bash
+source "$ROOT/test/signal-deadlock.bash"
 
 # stage STEP K: build the state after patch K of chapter STEP (once per
 # file) and print its directory.
@@ -141,9 +141,9 @@ owed_on_shutdown() {
 		serve_stage "$1" -t 2
 		local fifo=$BATS_TEST_TMPDIR/go$1 out=$BATS_TEST_TMPDIR/hold$1.out w
 		local holder
-		make -s -C "$ROOT" test/echoclient >&2
+		make -s -C "$ROOT" test/tools/echoclient >&2
 		mkfifo "$fifo"
-		"$ROOT/test/echoclient" -p "$PORT" -w -T 10000 hold 64M \
+		"$ROOT/test/tools/echoclient" -p "$PORT" -w -T 10000 hold 64M \
 			<"$fifo" >"$out" 2>&1 3>&- &
 		holder=$!
 		exec {w}>"$fifo"
@@ -202,7 +202,7 @@ _logged() {
 }
 
 # signal_a_worker K: on chapter 4's server after patch K, with -t 2, send
-# SIGINT to one worker thread only (test/tgkill.c: kill(1) lets the kernel
+# SIGINT to one worker thread only (test/tools/tgkill.c: kill(1) lets the kernel
 # pick the thread).  Its handler runs on that worker
 # and asks the accept loop, asleep in the main thread, to exit.  Print how
 # the server took it.  A base woken from another thread exits its loop in
@@ -214,7 +214,7 @@ signal_a_worker() {
 		serve_stage "$1" -t 2 -v
 		local tgkill=$BATS_FILE_TMPDIR/tgkill tid
 		[[ -x $tgkill ]] ||
-			cc -std=c11 -o "$tgkill" "$ROOT/test/tgkill.c" || exit 1
+			cc -std=c11 -o "$tgkill" "$ROOT/test/tools/tgkill.c" || exit 1
 		# the workers start before the server says it listens
 		# shellcheck disable=SC2010 # the names are thread ids: digits
 		tid=$(ls "/proc/$SERVER_PID/task" | grep -vx "$SERVER_PID" | head -1)
@@ -292,7 +292,7 @@ idle_worker() {
 
 # signal_idle_worker K: on chapter 4's server after patch K, with -t 2, one
 # client is connected and served, and SIGINT goes to the other worker, the
-# idle one (test/tgkill.c).  Print whether the server exits within 5 s with
+# idle one (test/tools/tgkill.c).  Print whether the server exits within 5 s with
 # the client connected; if not, whether the client still gets its echo, and
 # how the server exits once the client leaves.  The client is quiet, but
 # its 10 s timeout cannot end it within those 5 s; a server that returns
@@ -302,7 +302,7 @@ signal_idle_worker() {
 		serve_stage "$1" -t 2 -v
 		local tgkill=$BATS_FILE_TMPDIR/tgkill fd reply
 		[[ -x $tgkill ]] ||
-			cc -std=c11 -o "$tgkill" "$ROOT/test/tgkill.c" || exit 1
+			cc -std=c11 -o "$tgkill" "$ROOT/test/tools/tgkill.c" || exit 1
 		HELD=()
 		hold_echoed 1 5 || {
 			echo "no echo before the signal"
@@ -352,15 +352,15 @@ signal_idle_worker() {
 }
 
 # Patch 9 also ends the deadlock that chapter 3's still-wrong test provokes
-# (test/f6.bash): the same attempts, each a SIGINT sent while a client
+# (test/signal-deadlock.bash): the same attempts, each a SIGINT sent while a client
 # churns connections, find a server hung in its handler before the patch
 # and none after it.
 @test "chapter 4, patch 9: with signals taken as libevent events no signal handler makes unsafe calls (ThreadSanitizer), and a signal that lands while the server accepts no longer hangs it" {
 	flips_back 4 9 step3.bats "the signal handler makes calls that are not async-signal-safe"
 	local k dir
 	# shellcheck disable=SC2034 # f6_hunt's client
-	ECHOCLIENT=$ROOT/test/echoclient
-	make -s -C "$ROOT" test/echoclient >&2
+	ECHOCLIENT=$ROOT/test/tools/echoclient
+	make -s -C "$ROOT" test/tools/echoclient >&2
 	for k in 8 9; do
 		dir=$(stage 4 "$k") || fail "state $k of chapter 4 does not build"
 		f6_build "$dir" "$BATS_TEST_TMPDIR/state$k"

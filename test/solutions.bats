@@ -16,8 +16,8 @@ ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 CHAPTERS=(1 2 3 4 5)
 
 setup_file() {
-	if [[ ! -x $ROOT/test/echoclient || $ROOT/test/echoclient.c -nt $ROOT/test/echoclient ]]; then
-		make -s -C "$ROOT" test/echoclient >&2
+	if [[ ! -x $ROOT/test/tools/echoclient || $ROOT/test/tools/echoclient.c -nt $ROOT/test/tools/echoclient ]]; then
+		make -s -C "$ROOT" test/tools/echoclient >&2
 	fi
 }
 
@@ -126,13 +126,13 @@ check_flips() {
 	check_flips 5
 }
 
-@test "every worked solution changes only the files test/grade.sh takes from a student (chapter 4's Makefile with STUDENT_MAKEFILE=1)" {
+@test "every worked solution changes only the files test/grade/grade.sh takes from a student (chapter 4's Makefile with STUDENT_MAKEFILE=1)" {
 	local patch n files f
 	for patch in "$ROOT"/test/solutions/step*-ex*.patch; do
 		[[ $patch == *.wrong-*.patch ]] && continue
 		n=${patch##*/step}
 		n=${n%%-*}
-		files=" $(bash "$ROOT/test/grade.sh" --student-files "$n") "
+		files=" $(bash "$ROOT/test/grade/grade.sh" --student-files "$n") "
 		[[ $n == 4 ]] && files+="Makefile "
 		for f in $(sed -n 's|^+++ b/||p' "$patch"); do
 			[[ $files == *" $f "* ]] || fail "${patch##*/} changes $f, which grading takes from the chapter, not the student"

@@ -6,8 +6,8 @@
 : "${WORKQUEUE_DEMO:=$BATS_TEST_DIRNAME/../step3-threaded-echo/workqueue_demo}"
 : "${SOURCE_DIR:=$BATS_TEST_DIRNAME/../step3-threaded-echo}"
 load helper
-# shellcheck source=test/f6.bash
-source "$BATS_TEST_DIRNAME/f6.bash"
+# shellcheck source=test/signal-deadlock.bash
+source "$BATS_TEST_DIRNAME/signal-deadlock.bash"
 
 # --- Cases only this chapter runs ---------------------------------------
 
@@ -91,7 +91,7 @@ check_strict_headers_fail() {
 
 # The author's reply to comment 7: "never more event pump threads than
 # cores".  With -t set so, as many long-lived clients as there are cores,
-# each busy (test/loadgen's ping-pong: a message always in flight), hold
+# each busy (test/tools/loadgen's ping-pong: a message always in flight), hold
 # every worker, and the clients beyond them get no echo at all for as long as
 # those stay: here the whole run, 0.5 s of warm-up and 3 s measured.  A
 # count, not a race: a worker is held for a connection's whole life, so the
@@ -102,7 +102,7 @@ check_strict_headers_fail() {
 	local cores
 	cores=$(nproc)
 	start_server -t "$cores"
-	run "$BATS_TEST_DIRNAME/loadgen" -p "$PORT" -T 30 pingpong \
+	run "$BATS_TEST_DIRNAME/tools/loadgen" -p "$PORT" -T 30 pingpong \
 		-c $((cores + 8)) -d 3
 	echo "# ${lines[*]:0:4}" >&3
 	assert_success
@@ -222,7 +222,7 @@ strict_event_h() {
 
 # F18: chapter 3 never calls evthread_use_pthreads(), so no thread can wake
 # another thread's event base.  SIGINT sent to one worker thread only
-# (test/tgkill.c: kill(1) lets the kernel pick the thread, and it picks the
+# (test/tools/tgkill.c: kill(1) lets the kernel pick the thread, and it picks the
 # main one) runs sighandler() on that worker: event_base_loopexit() marks
 # evbase_accept, but the main thread sleeps in epoll_wait() with nothing to
 # wake it, and only an event of its own base, a connection, makes it look
@@ -236,8 +236,8 @@ strict_event_h() {
 	start_server -t 2 -v
 	local tgkill=$BATS_FILE_TMPDIR/tgkill tid='' task fd
 	[[ -x $tgkill ]] ||
-		cc -std=c11 -o "$tgkill" "$BATS_TEST_DIRNAME/tgkill.c" ||
-		fail "cannot build test/tgkill.c"
+		cc -std=c11 -o "$tgkill" "$BATS_TEST_DIRNAME/tools/tgkill.c" ||
+		fail "cannot build test/tools/tgkill.c"
 	# the workers start before the server says it listens
 	for task in "/proc/$SERVER_PID/task"/*; do
 		[[ ${task##*/} == "$SERVER_PID" ]] || tid=${task##*/}
@@ -295,7 +295,7 @@ strict_event_h() {
 # jobs_cond, so queueing a job wakes one with a system call made while
 # jobs_mutex is held, and a signal is delivered as a system call returns.
 # Chapter 3 has no graded test that signals its server, for that reason.
-# f6.bash says how many attempts, and why.
+# signal-deadlock.bash says how many attempts, and why.
 # bats test_tags=flaw,needs-source
 @test "still wrong: a signal that lands while the server accepts can deadlock its handler: the server hangs, stuck in sighandler" {
 	f6_build "$SOURCE_DIR" "$BATS_TEST_TMPDIR/f6"

@@ -214,9 +214,9 @@ load helper
 # echo.  The attack client's -T (10 s) bounds its reads; the server exits
 # about 1 s after the signal.
 @test "fixed: on SIGTERM with -t 1, connections still queued at the deadline end with a reset, never a FIN without their echo" {
-	local bin=$BATS_TEST_DIRNAME/attack fifo=$BATS_TEST_TMPDIR/go w
+	local bin=$BATS_TEST_DIRNAME/tools/attack fifo=$BATS_TEST_TMPDIR/go w
 	local out=$BATS_TEST_TMPDIR/owed.out
-	[[ -x $bin && ! $bin.c -nt $bin ]] || make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	[[ -x $bin && ! $bin.c -nt $bin ]] || make -s -C "$BATS_TEST_DIRNAME/.." test/tools/attack >&2
 	start_server -t 1
 	client -T 10000 stream 4G >/dev/null 2>&1 &
 	BG_PIDS+=($!)
@@ -240,9 +240,9 @@ load helper
 # and a FIN, or a reset, never a FIN before the whole echo (before the fix:
 # 1 of 32 in each of 3 runs).
 @test "fixed: on SIGTERM, clients that do not read and are cut at the deadline get a reset, never a FIN before the whole echo" {
-	local bin=$BATS_TEST_DIRNAME/attack fifo=$BATS_TEST_TMPDIR/go w
+	local bin=$BATS_TEST_DIRNAME/tools/attack fifo=$BATS_TEST_TMPDIR/go w
 	local out=$BATS_TEST_TMPDIR/cut.out
-	[[ -x $bin && ! $bin.c -nt $bin ]] || make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	[[ -x $bin && ! $bin.c -nt $bin ]] || make -s -C "$BATS_TEST_DIRNAME/.." test/tools/attack >&2
 	start_server -t 2
 	mkfifo "$fifo"
 	"$bin" -p "$PORT" -T 30000 cut 32 2500000 98304 <"$fifo" >"$out" 2>&1 3>&- &

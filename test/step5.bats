@@ -319,11 +319,11 @@ check_connection_limit() {
 		fail "no new client was served after two left"
 }
 
-# attack ARGS...: run test/attack (built if stale) against the server.
+# attack ARGS...: run test/tools/attack (built if stale) against the server.
 attack() {
-	local bin=$BATS_TEST_DIRNAME/attack
+	local bin=$BATS_TEST_DIRNAME/tools/attack
 	if [[ ! -x $bin || $bin.c -nt $bin ]]; then
-		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2 || return 1
+		make -s -C "$BATS_TEST_DIRNAME/.." test/tools/attack >&2 || return 1
 	fi
 	"$bin" -p "$PORT" "$@" 3>&-
 }
@@ -353,7 +353,7 @@ check_idle_tricklers() {
 	assert_line --regexp '^linger: .*, 10 sent a FIN first;'
 }
 
-# all_let_go_within MS MODE N PERIOD: test/attack's MODE (trickle or
+# all_let_go_within MS MODE N PERIOD: test/tools/attack's MODE (trickle or
 # linger) with N connections; every one must be let go, the last within MS
 # ms of its connect (trickle) or of the server's FIN (linger), before the
 # attack gives up at 8 s.  Leaves attack's lines in output.
@@ -411,7 +411,7 @@ check_refused_flood() {
 # the server holds, so some are cut with echo owed.  HOW
 # is "idle" (-i 3 closes them: wait for all 32 closed; 3 s, so that the
 # first clients to stall are not reset while others still send, which
-# would end test/attack's sending with a write error) or "drain" (SIGTERM
+# would end test/tools/attack's sending with a write error) or "drain" (SIGTERM
 # and the deadline).  Then they read: each must get its whole echo and a
 # FIN, or a reset, never a FIN before the whole echo.  Before the fix 3 to
 # 7 of them got that FIN (main's build, 3 runs).
@@ -422,10 +422,10 @@ check_cut_echo() {
 	else
 		start_server -t 2
 	fi
-	[[ -x $BATS_TEST_DIRNAME/attack && ! $BATS_TEST_DIRNAME/attack.c -nt $BATS_TEST_DIRNAME/attack ]] ||
-		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	[[ -x $BATS_TEST_DIRNAME/tools/attack && ! $BATS_TEST_DIRNAME/tools/attack.c -nt $BATS_TEST_DIRNAME/tools/attack ]] ||
+		make -s -C "$BATS_TEST_DIRNAME/.." test/tools/attack >&2
 	mkfifo "$fifo"
-	"$BATS_TEST_DIRNAME/attack" -p "$PORT" -T 30000 cut 32 32768 196608 \
+	"$BATS_TEST_DIRNAME/tools/attack" -p "$PORT" -T 30000 cut 32 32768 196608 \
 		<"$fifo" >"$out" 2>&1 3>&- &
 	BG_PIDS+=($!)
 	exec {w}>"$fifo"
@@ -456,11 +456,11 @@ check_memory_per_reader() {
 	local fifo=$BATS_TEST_TMPDIR/go out=$BATS_TEST_TMPDIR/mem.out w
 	local before after per
 	start_server -t 2
-	[[ -x $BATS_TEST_DIRNAME/attack && ! $BATS_TEST_DIRNAME/attack.c -nt $BATS_TEST_DIRNAME/attack ]] ||
-		make -s -C "$BATS_TEST_DIRNAME/.." test/attack >&2
+	[[ -x $BATS_TEST_DIRNAME/tools/attack && ! $BATS_TEST_DIRNAME/tools/attack.c -nt $BATS_TEST_DIRNAME/tools/attack ]] ||
+		make -s -C "$BATS_TEST_DIRNAME/.." test/tools/attack >&2
 	before=$(server_rss_kb)
 	mkfifo "$fifo"
-	"$BATS_TEST_DIRNAME/attack" -p "$PORT" -T 30000 cut 16 16000000 0 \
+	"$BATS_TEST_DIRNAME/tools/attack" -p "$PORT" -T 30000 cut 16 16000000 0 \
 		<"$fifo" >"$out" 2>&1 3>&- &
 	BG_PIDS+=($!)
 	exec {w}>"$fifo"
@@ -496,7 +496,7 @@ check_kernel_memory_per_reader() {
 	((process + STUCK_KERNEL < 1280 * 1024))
 }
 
-# A worker's event loop fails (test/failwait.c makes epoll_wait() fail on
+# A worker's event loop fails (test/tools/failwait.c makes epoll_wait() fail on
 # every thread but the main one, once a file exists); a client's connection
 # wakes the worker into it.  The server must stop and exit 1: a server that
 # went on would hand that worker sockets no one serves.  3 s from the
@@ -505,8 +505,8 @@ check_kernel_memory_per_reader() {
 check_worker_loop_fails() {
 	local lib=$BATS_FILE_TMPDIR/failwait.so trigger=$BATS_TEST_TMPDIR/fail
 	local real=$ECHOSERVER fd
-	cc -std=c11 -shared -fPIC -o "$lib" "$BATS_TEST_DIRNAME/failwait.c" -ldl ||
-		fail "cannot build test/failwait.c"
+	cc -std=c11 -shared -fPIC -o "$lib" "$BATS_TEST_DIRNAME/tools/failwait.c" -ldl ||
+		fail "cannot build test/tools/failwait.c"
 	ECHOSERVER=$BATS_TEST_TMPDIR/failing
 	printf '#!/bin/sh\nFAILWAIT_FILE=%s LD_PRELOAD=%s exec "%s" "$@"\n' \
 		"$trigger" "$lib" "$real" >"$ECHOSERVER"
@@ -745,7 +745,7 @@ check_accept_pauses() {
 }
 
 # -i 3: a client that never reads, with 64 KiB of echo waiting in the
-# server process itself (test/attack stall counts it apart from the
+# server process itself (test/tools/attack stall counts it apart from the
 # kernel's queues), then sends a byte every 200 ms.  The echo's timeout runs
 # from when the client last took some, so it is reset 3 s after its echo
 # stopped whatever it sends: at 2.8 to 3.0 s measured.  The attack starts
@@ -771,7 +771,7 @@ check_accept_pauses() {
 	check_connection_limit
 }
 
-# test/refusehook.c, preloaded into a gcc ThreadSanitizer build (where each
+# test/tools/refusehook.c, preloaded into a gcc ThreadSanitizer build (where each
 # atomic operation is a library call it can wrap), stops a worker right after
 # an atomic add that counts a client over -c, until the test lets it go.
 # -c 2, -t 2, handed over round robin: clients 1 and 2 are served, one on
@@ -791,7 +791,7 @@ check_accept_pauses() {
 		LDFLAGS=-fsanitize=thread echoserver >&2 ||
 		skip "gcc cannot build the server with -fsanitize=thread here"
 	so=$dir/refusehook.so
-	cc -shared -fPIC -o "$so" "$BATS_TEST_DIRNAME/refusehook.c" -ldl ||
+	cc -shared -fPIC -o "$so" "$BATS_TEST_DIRNAME/tools/refusehook.c" -ldl ||
 		fail "cannot build refusehook.so"
 	local real=$ECHOSERVER
 	ECHOSERVER=$dir/hooked
@@ -892,7 +892,7 @@ check_accept_pauses() {
 	check_kernel_memory_per_reader
 }
 
-# test/latesig.c, preloaded, makes the server send itself SIGTERM right
+# test/tools/latesig.c, preloaded, makes the server send itself SIGTERM right
 # after it frees each of its signal events: a second signal, late, at the
 # worst moment, every time.  The exit status is still 0, as after any
 # signal; a server whose signals are unhandled there ends with 143.
@@ -900,7 +900,7 @@ check_accept_pauses() {
 	local so=$BATS_TEST_TMPDIR/latesig.so
 	# shellcheck disable=SC2046 # pkg-config's flags are words
 	cc -shared -fPIC $(pkg-config --cflags libevent) -o "$so" \
-		"$BATS_TEST_DIRNAME/latesig.c" -ldl || fail "cannot build latesig.so"
+		"$BATS_TEST_DIRNAME/tools/latesig.c" -ldl || fail "cannot build latesig.so"
 	# ASan wants to come first; here the hook must.
 	LD_PRELOAD=$so ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
 		start_server -t 2

@@ -1,4 +1,4 @@
-# timeline-jobs.awk: draw chapter 2's timeline, the events test/jobtrace.so
+# timeline-jobs.awk: draw chapter 2's timeline, the events test/tools/jobtrace.so
 # records in the work-queue demo (with the "# key" lines test/timeline.sh
 # adds), as an SVG: one panel per chapter's queue, one row per worker
 # thread, time across; each job a coloured span, each sleep in
@@ -126,7 +126,7 @@ END {
 	rect(0, 0, W, H, "#ffffff", "")
 	text(12, 24, meta["title"], " font-size=\"16\" font-weight=\"bold\"")
 	text(12, 44, "recorded by " meta["command"] " on " meta["date"] "; " meta["machine"], " fill=\"#555\"")
-	text(12, 62, "each demo run with LD_PRELOAD=test/jobtrace.so, which stamps its threads' calls; same time scale in both", " fill=\"#555\"")
+	text(12, 62, "each demo run with LD_PRELOAD=test/tools/jobtrace.so, which stamps its threads' calls; same time scale in both", " fill=\"#555\"")
 
 	# a tick every 100 ms
 	for (s = 0; s <= tend; s += 100) {

@@ -1,4 +1,4 @@
-# timeline.awk: draw the events test/timeline prints (with the "# key"
+# timeline.awk: draw the events test/tools/timeline prints (with the "# key"
 # lines test/timeline.sh adds) as an SVG: one row per client, time across;
 # grey while a client waits for its first echo, then coloured by the thread
 # that serves it where the server's log names one; the signal and the
@@ -149,7 +149,7 @@ END {
 	}
 	line(12, y + 18, 12, y + 25, "stroke=\"#000\"")
 	text(20, y + 25, "a tick: one 16-byte echo back at the client", "")
-	text(300, y + 25, "times: ms since the server's \"listening on\" line, stamped by test/timeline", " fill=\"#555\"")
+	text(300, y + 25, "times: ms since the server's \"listening on\" line, stamped by test/tools/timeline", " fill=\"#555\"")
 	if (pause >= 0 && ("pause" in cpu) && ("release" in cpu))
 		text(12, y + 45, sprintf("the server's CPU time during the pause (/proc/PID/stat): %d ms in %.1f s; nofile (ulimit -n) %s", cpu["release"] - cpu["pause"], (release - pause) / 1000, meta["nofile"]), " fill=\"#555\"")
 	if (deadline >= 0)

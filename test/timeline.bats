@@ -23,7 +23,7 @@ teardown() {
 
 # lesson STEP FILE: check chapter STEP's lesson in the events in FILE; on a
 # failure print what is wrong.  Times are ms since the server's "listening
-# on" line, stamped by test/timeline when its poll() wakes.
+# on" line, stamped by test/tools/timeline when its poll() wakes.
 lesson() {
 	awk -F'\t' -v step="$1" '
 	/^#/ { next }
@@ -76,7 +76,7 @@ lesson() {
 			for (r = 1; r <= rows; r++)
 				if (!(r in end)) bad("client " r " was never closed")
 			# No echo after the deadline.  The 500 ms slack covers the
-			# delay between an echo arriving and test/timeline waking
+			# delay between an echo arriving and test/tools/timeline waking
 			# to stamp it on a loaded machine; a server echoing past
 			# the deadline would add some 15 echoes in the 300 ms left.
 			for (i in echoes) {
@@ -134,7 +134,7 @@ lesson() {
 }
 
 # lesson_jobs CHAPTER FILE: check the lesson of CHAPTER's run (2 or 4) in
-# chapter 2's events in FILE (test/jobtrace.so's lines, each led by the
+# chapter 2's events in FILE (test/tools/jobtrace.so's lines, each led by the
 # chapter); on a failure print what is wrong.  The demo's run: -w workers
 # run -j jobs, idle, then workqueue_shutdown() broadcasts, then the demo
 # waits up to 200 ms (its GRACE_MS) for leaving workers and exits.

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# timeline.sh STEP [SERVER]: run chapter STEP's scenario (test/timeline.c)
+# timeline.sh STEP [SERVER]: run chapter STEP's scenario (test/tools/timeline.c)
 # against SERVER (default: the chapter's echoserver; any server with the
 # chapters' interface) and write OUT/stepSTEP.tsv, the events, and
 # OUT/stepSTEP.svg, their picture (test/timeline.awk, test/svg.awk).  OUT is
 # $TIMELINE_OUT, default test/results/timeline (test/results/latest/timeline
 # with a SERVER).  Chapter 2 has no server: its timeline is the work-queue
-# demo's threads, seen through test/jobtrace.so, beside chapter 4's.
+# demo's threads, seen through test/tools/jobtrace.so, beside chapter 4's.
 # SCENARIO=emfile (STEP 5 only) draws chapter 5's second lesson instead,
 # to OUT/step5-emfile.{tsv,svg}: the server at 32 descriptors (ulimit -n),
 # held clients take them all, accepting pauses, three clients arrive and
@@ -55,7 +55,7 @@ if [[ $STEP == 2 ]]; then
 		echo "timeline: STEP=2 runs the chapters' workqueue_demo, not a server" >&2
 		exit 2
 	}
-	make -s -C "$ROOT" test/jobtrace.so >&2
+	make -s -C "$ROOT" test/tools/jobtrace.so >&2
 	mkdir -p "$OUT"
 	# Four workers, 16 jobs, then -i: half a second idle before the
 	# shutdown, every worker asleep; each job held 25 ms so it shows.
@@ -79,7 +79,7 @@ if [[ $STEP == 2 ]]; then
 			# shellcheck disable=SC2086
 			# env sets the library for the demo alone, not timeout.
 			timeout 20 env JOBTRACE_LOG="$OUT/jobtrace.log" JOBTRACE_JOB_MS=$job_ms \
-				LD_PRELOAD="$ROOT/test/jobtrace.so" "$ROOT/$demo" $args |
+				LD_PRELOAD="$ROOT/test/tools/jobtrace.so" "$ROOT/$demo" $args |
 				sed "s/^/# output\t$c\t/"
 			sed "s/^/$c\t/" "$OUT/jobtrace.log"
 		done
@@ -99,9 +99,9 @@ SERVER=${2:-$ROOT/$dir/echoserver}
 	exit 1
 }
 # the recorder, built as make does it
-make -s -C "$ROOT" test/timeline >&2
+make -s -C "$ROOT" test/tools/timeline >&2
 mkdir -p "$OUT"
-# the scenario's flags, for the picture: what test/timeline.c adds
+# the scenario's flags, for the picture: what test/tools/timeline.c adds
 case $STEP in
 3 | 5) flags=" -t 2" ;;
 4) flags=" -t 4" ;;
@@ -117,7 +117,7 @@ shown=$SERVER
 	printf '# machine\t%s\n' "$machine"
 	# chapter 4's DRAIN_SECONDS: the one deadline after the accept loop ends
 	[[ $STEP != 4 ]] || printf '# drain_ms\t1000\n'
-	"$ROOT/test/timeline" "$NAME" "$SERVER"
+	"$ROOT/test/tools/timeline" "$NAME" "$SERVER"
 } >"$OUT/$NAME.tsv.tmp"
 mv "$OUT/$NAME.tsv.tmp" "$OUT/$NAME.tsv"
 awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$OUT/$NAME.tsv" >"$OUT/$NAME.svg"

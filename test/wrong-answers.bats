@@ -4,7 +4,7 @@
 # is wrong with it), mistakes a student would plausibly make, and its check
 # rejects every one of them, every time: WRONG_RUNS runs each (default 3).
 # A check that must win a race against a wrong answer makes the race happen
-# (test/racehook.so, or an order of events the test drives) instead of
+# (test/tools/racehook.so, or an order of events the test drives) instead of
 # hoping for it.
 #
 # A chapter is copied and patched once per wrong answer; each check runs
@@ -20,7 +20,7 @@ CHAPTERS=(1 2 3 4 5)
 WRONG_RUNS=${WRONG_RUNS:-3}
 
 setup_file() {
-	make -s -C "$ROOT" test/echoclient test/racehook.so >&2
+	make -s -C "$ROOT" test/tools/echoclient test/tools/racehook.so >&2
 }
 
 # wrong_answers N K: chapter N exercise K's wrong-answer patches.

@@ -9,11 +9,11 @@
 bats_load_library bats-support
 bats_load_library bats-assert
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
-# shellcheck source=test/grade.bash
-source "$ROOT/test/grade.bash"
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+# shellcheck source=test/grade/grade.bash
+source "$ROOT/test/grade/grade.bash"
 
-# The box user of this class alone (test/grade.sh creates it), so that a
+# The box user of this class alone (test/grade/grade.sh creates it), so that a
 # process of its is one of this class's whatever else the machine grades.
 BOX_USER=gradeclass
 
@@ -112,7 +112,7 @@ setup_file() {
 	(cd "$SUBS" && find . -printf '%p %s %T@ %m\n' | sort) >"$CLASS/subs.before"
 	t0=$EPOCHREALTIME
 	TRACE=$TRACE traced "$CLASS/told" env TMPDIR="$GRADE_TMP" JOBS=2 GRADE_USER=$BOX_USER \
-		GRADE_TEST_TIMEOUT=$TEST_LIMIT timeout 600 bash "$ROOT/test/grade-class.sh" 2 "$SUBS" "$OUT" \
+		GRADE_TEST_TIMEOUT=$TEST_LIMIT timeout 600 bash "$ROOT/test/grade/grade-class.sh" 2 "$SUBS" "$OUT" \
 		>"$CLASS/class.log" 2>&1
 	echo $? >"$CLASS/class.rc"
 	awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d\n", b - a + 0.5 }' >"$CLASS/seconds"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # bench.sh: `make bench`, the chapters' servers measured against each other.
 #
-# Every chapter server that is built, a bare epoll loop (test/epoll_echo) and,
-# when node is installed, a Node.js echo server (test/node_echo.js) take the
-# same loads from test/loadgen.  A case runs in rounds; in each round every
+# Every chapter server that is built, a bare epoll loop (test/tools/epoll_echo) and,
+# when node is installed, a Node.js echo server (test/bench/node_echo.js) take the
+# same loads from test/tools/loadgen.  A case runs in rounds; in each round every
 # server runs once, in the same order (A B C A B C ...), freshly started on a
 # free port, so the drift of a noisy machine spreads over all of them, and the
 # ratio to epoll_echo is taken within each round.  It writes every run to
-# test/results/latest/bench.csv; test/bench-report.sh then prints the table
+# test/results/latest/bench.csv; test/bench/bench-report.sh then prints the table
 # and writes summary.csv, bench.md (the table) and bench.svg (the chart, if
 # gnuplot is installed) next to it.
 #
@@ -25,10 +25,10 @@
 #                        path); built by test/patches.sh in test/stages/
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
 
-LOADGEN=test/loadgen
+LOADGEN=test/tools/loadgen
 REF=epoll_echo
 OUT=test/results/latest
 QUICK=${BENCH_QUICK:-0}
@@ -44,8 +44,8 @@ die() {
 }
 
 [[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "BENCH_THREADS must be a positive number"
-[[ -x $LOADGEN && -x test/epoll_echo ]] ||
-	die "build the tools first: make test/loadgen test/epoll_echo"
+[[ -x $LOADGEN && -x test/tools/epoll_echo ]] ||
+	die "build the tools first: make test/tools/loadgen test/tools/epoll_echo"
 
 # IDLE_WAIT: how long idle waits for the connects, then for the echoes; a
 # server that serves T clients at a time makes it wait that long.
@@ -134,9 +134,9 @@ for dir in step*/; do
 		say "bench: $dir/echoserver is not built: skipped (run make)"
 	fi
 done
-add_server "$REF" "test/epoll_echo -t $THREADS"
+add_server "$REF" "test/tools/epoll_echo -t $THREADS"
 if command -v node >/dev/null; then
-	add_server node "node test/node_echo.js"
+	add_server node "node test/bench/node_echo.js"
 else
 	say "bench: node is not installed: the Node.js server is skipped"
 fi
@@ -351,4 +351,4 @@ for name in "${NAMES[@]}"; do
 done
 final=$(printf '%s\n' "${NAMES[@]}" | grep '^step' | tail -1)
 REPORT_DATE=$DATE REPORT_REF=$REF REPORT_FINAL=$final REPORT_SERVERS=$servers \
-	REPORT_NOTES=$notes BENCH_QUICK=$QUICK bash test/bench-report.sh "$OUT"
+	REPORT_NOTES=$notes BENCH_QUICK=$QUICK bash test/bench/bench-report.sh "$OUT"

@@ -1,5 +1,6 @@
-# f6.bash: make chapter 3's signal handler deadlock (flaw F6) on purpose,
-# and show where the hung server waits.
+# signal-deadlock.bash: make chapter 3's signal handler deadlock (flaw F6)
+# on purpose, and show where the hung server waits.  Its functions and
+# variables are named for the flaw (f6_hunt, F6_ATTEMPTS, ...).
 #
 # Sourced by step3.bats, whose still-wrong test shows the hang, and by
 # patches.bats, which shows that chapter 4's patch 9 ends it.
@@ -142,7 +143,7 @@ f6_stacks() {
 # that a trace shows each function the signal handler went through:
 # killServer() ends by calling workqueue_shutdown(), and -O2 alone turns
 # that call into a jump that leaves killServer() and sighandler() out.
-# When grading (test/grade.sh's GRADE_BOXRUN), the build runs in the box, in
+# When grading (test/grade/grade.sh's GRADE_BOXRUN), the build runs in the box, in
 # its scratch directory, and COPY/echoserver runs the server built there in
 # the box, under the same process id.
 f6_build() {

@@ -1,5 +1,5 @@
-# grade.bash: what the grader's tests share (test/grade.bats, the grader
-# one student at a time, and test/grade-class.bats, a hostile class): a
+# grade.bash: what the grader's tests share (test/grade/grade.bats, the grader
+# one student at a time, and test/grade/grade-class.bats, a hostile class): a
 # student's copy of a chapter, and the mistakes and attacks made on it.
 # ROOT is the tutorial's top directory; STUDENT, TRACE as each function says.
 

@@ -89,7 +89,7 @@
 # the grader did not plan).
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # Run from inside a Bats test (grade.bats), PATH starts with bats-core's
 # libexec directory, whose bats works only under its wrapper: drop it.
 PATH=$(sed -E 's#(^|:)[^:]*/libexec/bats-core(:|$)#\1#' <<<"$PATH")
@@ -116,7 +116,7 @@ student_files() {
 	student_files "$2"
 	exit 0
 }
-(($# == 2)) || misuse "usage: test/grade.sh STEP DIR (or make grade STEP=N DIR=path/to/student/stepN)"
+(($# == 2)) || misuse "usage: test/grade/grade.sh STEP DIR (or make grade STEP=N DIR=path/to/student/stepN)"
 step=$1 dir=$2
 [[ $step =~ ^[1-9][0-9]*$ ]] || misuse "STEP must be a chapter number, not '$step'"
 bats_file=$ROOT/test/step$step.bats

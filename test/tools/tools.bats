@@ -2,8 +2,8 @@
 # The measuring tools: the load generator checks what it claims to check,
 # and the bare epoll server it compares with echoes correctly.
 
-: "${ECHOSERVER:=$BATS_TEST_DIRNAME/../step5-per-thread-base/echoserver}"
-load helper
+: "${ECHOSERVER:=$BATS_TEST_DIRNAME/../../step5-per-thread-base/echoserver}"
+load ../helper
 
 # listening_port PID: the TCP port process PID listens on (for servers that
 # do not print it), waiting for it at most 5 s.
@@ -25,12 +25,12 @@ _listening_port() {
 	return 1
 }
 
-LOADGEN=$ROOT/test/loadgen
+LOADGEN=$ROOT/test/tools/loadgen
 
 # Rebuild whichever tool is older than its source: run directly, this file
 # must not test a stale binary.
 setup() {
-	make -s -C "$ROOT" test/echoclient test/loadgen test/epoll_echo >&2
+	make -s -C "$ROOT" test/tools/echoclient test/tools/loadgen test/tools/epoll_echo >&2
 }
 
 # The value of KEY in loadgen's RESULT line, in $output.
@@ -75,7 +75,7 @@ result() {
 }
 
 @test "epoll_echo, the yardstick, passes chapter 1's echo cases" {
-	ECHOSERVER=$ROOT/test/epoll_echo
+	ECHOSERVER=$ROOT/test/tools/epoll_echo
 	check_stream
 	stop_all_servers
 	check_halfclose
@@ -86,7 +86,7 @@ result() {
 @test "every tool prints its usage, each option with its default, for -h (exit 0)" {
 	local tool
 	for tool in echoclient loadgen epoll_echo; do
-		run "$ROOT/test/$tool" -h
+		run "$ROOT/test/tools/$tool" -h
 		assert_success
 		assert_line --index 0 --regexp "^usage: $tool \[-h[a-z]*\] \[-a addr\] "
 		assert_line --regexp '^  -a addr +.*\(default 127\.0\.0\.1'
@@ -97,7 +97,7 @@ result() {
 @test "every tool answers an unknown flag with its usage and exit 2" {
 	local tool
 	for tool in echoclient loadgen epoll_echo; do
-		run "$ROOT/test/$tool" -x
+		run "$ROOT/test/tools/$tool" -x
 		assert_equal "$status" 2
 		assert_line --index 1 --regexp "^usage: $tool \[-h[a-z]*\] "
 	done
@@ -118,13 +118,13 @@ result() {
 }
 
 @test "make bench: a BENCH_CASES kind it does not know is a usage error, before any server runs" {
-	run env BENCH_CASES="bulk nope" bash "$ROOT/test/bench.sh"
+	run env BENCH_CASES="bulk nope" bash "$ROOT/test/bench/bench.sh"
 	assert_equal "$status" 2
 	assert_output "bench: BENCH_CASES: no kind of case is named 'nope': the kinds are pingpong, bulk and idle"
 }
 
 @test "a size whose K or M suffix overflows 64 bits is a usage error, not a wrapped-around small size" {
-	ECHOSERVER=$ROOT/test/epoll_echo start_server
+	ECHOSERVER=$ROOT/test/tools/epoll_echo start_server
 	# 2^44 + 1 mebibytes is 2^64 + 1 MiB: wrapped around, 1 MiB
 	run "$ECHOCLIENT" -p "$PORT" stream 17592186044417M
 	assert_equal "$status" 2
@@ -144,7 +144,7 @@ result() {
 		int getrlimit64(int r, struct rlimit *rl) { return getrlimit(r, rl); }
 	EOF
 	cc -shared -fPIC -o "$BATS_TEST_TMPDIR/nolimit.so" "$BATS_TEST_TMPDIR/nolimit.c"
-	ECHOSERVER=$ROOT/test/epoll_echo start_server
+	ECHOSERVER=$ROOT/test/tools/epoll_echo start_server
 	run env LD_PRELOAD="$BATS_TEST_TMPDIR/nolimit.so" "$ECHOCLIENT" -p "$PORT" clients 4 1K
 	assert_equal "$status" 1
 	assert_output --partial "getrlimit RLIMIT_NOFILE: Operation not permitted"
@@ -254,7 +254,7 @@ result() {
 # chapter 4, with its F15 spin and no -c, breaks some and exits 3.  The lab
 # starts its own servers and bounds every wait; one run takes about 20 s.
 @test "make attack: chapter 5 holds all 13 attacks, chapter 4 breaks at least one and the lab fails" {
-	make -s -C "$ROOT" test/attack test/echoclient >&2
+	make -s -C "$ROOT" test/tools/attack test/tools/echoclient >&2
 	run bash "$ROOT/test/attack.sh" 5
 	echo "$output" | sed 's/^/# /' >&3
 	assert_success
@@ -268,7 +268,7 @@ result() {
 }
 
 @test "make attack ATTACK=...: runs only the attacks named, and a name it does not know is a usage error" {
-	make -s -C "$ROOT" test/attack test/echoclient >&2
+	make -s -C "$ROOT" test/tools/attack test/tools/echoclient >&2
 	run env ATTACK="churn reset-storm" bash "$ROOT/test/attack.sh" 5
 	assert_success
 	assert_equal "${#lines[@]}" 3

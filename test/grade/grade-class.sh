@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # grade-class.sh STEP SUBMISSIONS OUT: grade every student's directory in
 # SUBMISSIONS (each subdirectory is one student's chapter STEP; its name is
-# the student's) with test/grade.sh, JOBS at a time (default: the number of
+# the student's) with test/grade/grade.sh, JOBS at a time (default: the number of
 # cores), and write into OUT:
 #   OUT/grades.csv             student,passed,failed,score,exit_status,seconds
-#   OUT/STUDENT/grade.log      what test/grade.sh printed for that student
+#   OUT/STUDENT/grade.log      what test/grade/grade.sh printed for that student
 #   OUT/STUDENT/report.*       its report (FORMAT: junit, the default, tap or
 #                              gradescope's results.json)
 # score is the percentage of graded tests passed; exit_status is grade.sh's
@@ -18,14 +18,14 @@
 # Exit status: 0 every student's grading ran (whatever its verdict), 3 misuse.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 misuse() {
 	echo "grade-class: $*" >&2
 	exit 3
 }
 
-(($# == 3)) || misuse "usage: test/grade-class.sh STEP SUBMISSIONS OUT (or make grade-class STEP=N SUBMISSIONS=dir)"
+(($# == 3)) || misuse "usage: test/grade/grade-class.sh STEP SUBMISSIONS OUT (or make grade-class STEP=N SUBMISSIONS=dir)"
 step=$1 subs=$2 out=$3
 [[ -d $subs ]] || misuse "SUBMISSIONS=$subs is not a directory"
 jobs=${JOBS:-$(nproc)}
@@ -44,7 +44,7 @@ done
 [[ -d $(printf '%s\n' "$ROOT/step$step-"*/ | head -1) && -f $ROOT/test/step$step.bats ]] ||
 	misuse "there is no chapter $step here"
 # The tools every grading shares, built once before the gradings start.
-make -s -C "$ROOT" test/echoclient test/racehook.so >&2 || misuse "cannot build the test tools"
+make -s -C "$ROOT" test/tools/echoclient test/tools/racehook.so >&2 || misuse "cannot build the test tools"
 
 # csv_field TEXT: TEXT as one CSV field.
 csv_field() {
@@ -58,7 +58,7 @@ grade_one() {
 	local dest=$out/$name
 	mkdir -p -- "$dest"
 	t0=$(date +%s.%N)
-	FORMAT=$format OUT=$dest bash "$ROOT/test/grade.sh" "$step" "$dir" >"$dest/grade.log" 2>&1 </dev/null
+	FORMAT=$format OUT=$dest bash "$ROOT/test/grade/grade.sh" "$step" "$dir" >"$dest/grade.log" 2>&1 </dev/null
 	rc=$?
 	secs=$(awk -v s="$t0" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
 	passed=$(grep -c '^pass ' "$dest/grade.log")

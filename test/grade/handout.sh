@@ -11,7 +11,7 @@
 # 3 misuse (not a git checkout, no such chapter).
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # Run from inside a Bats test (grade.bats), PATH starts with bats-core's
 # libexec directory, whose bats works only under its wrapper: drop it.
 PATH=$(sed -E 's#(^|:)[^:]*/libexec/bats-core(:|$)#\1#' <<<"$PATH")
@@ -21,7 +21,7 @@ misuse() {
 	exit 3
 }
 
-(($# == 2)) || misuse "usage: test/handout.sh STEP OUT (or make handout STEP=N)"
+(($# == 2)) || misuse "usage: test/grade/handout.sh STEP OUT (or make handout STEP=N)"
 step=$1 out=$2
 [[ $step =~ ^[1-9][0-9]*$ ]] || misuse "STEP must be a chapter number, not '$step'"
 git -C "$ROOT" rev-parse --verify -q HEAD >/dev/null || misuse "$ROOT is not a git checkout with a commit"
@@ -44,7 +44,7 @@ exclude=(':!test/solutions' ':!test/solutions.bats' ':!test/wrong-answers.bats'
 	# the tutorial's own proofs, which need every chapter: the README's
 	# claims, the tools' and the grader's tests (make test runs them when
 	# present)
-	':!test/docs.bats' ':!test/grade.bats' ':!test/junit.xsd' ':!test/tools.bats')
+	':!test/docs.bats' ':!test/grade/grade.bats' ':!test/grade/junit.xsd' ':!test/tools/tools.bats')
 for c in "${chapters[@]}"; do
 	n=${c#step}
 	n=${n%%-*}

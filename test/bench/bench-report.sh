@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # bench-report.sh DIR: the report of a `make bench` run, from DIR/bench.csv
-# (every run, as test/bench.sh writes it): DIR/bench.md (the tables),
+# (every run, as test/bench/bench.sh writes it): DIR/bench.md (the tables),
 # DIR/summary.csv (medians per case and server) and, if gnuplot is
 # installed, DIR/bench.svg (the chart: throughput, and CPU per echo).  The tables come from
-# test/bench-report.awk.
+# test/bench/bench-report.awk.
 #
 # What the CSV does not say comes from the environment:
 #   REPORT_SERVERS  one "NAME COMMAND..." line per server, in the run order
@@ -16,7 +16,7 @@
 # final server or of the reference failed.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:?usage: bench-report.sh DIR}
 REF=${REPORT_REF:-epoll_echo}
 DATE=${REPORT_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}
@@ -90,7 +90,7 @@ head_md >"$TMP/head.md"
 awk -F, -v ref="$REF" -v final="${REPORT_FINAL:-}" \
 	-v summary="$OUT/summary.csv" -v chart="$TMP/chart.dat" -v cpuchart="$TMP/cpu.dat" \
 	-v verdict_file="$TMP/verdict" \
-	-f "$ROOT/test/bench-report.awk" "$OUT/bench.csv" >"$TMP/table.md"
+	-f "$ROOT/test/bench/bench-report.awk" "$OUT/bench.csv" >"$TMP/table.md"
 status=$?
 ((status <= 1)) || exit "$status"
 {

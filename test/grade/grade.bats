@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# make grade (test/grade.sh), make grade-class and make handout: grading
+# make grade (test/grade/grade.sh), make grade-class and make handout: grading
 # passes the reference, fails a broken copy naming the test, fails closed on
 # a directory that lacks a part, exits 0, 1, 2 or 3 for what happened,
 # writes its report every time, and builds with the chapter's own Makefile.
@@ -7,9 +7,9 @@
 bats_load_library bats-support
 bats_load_library bats-assert
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
-# shellcheck source=test/grade.bash
-source "$ROOT/test/grade.bash"
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+# shellcheck source=test/grade/grade.bash
+source "$ROOT/test/grade/grade.bash"
 
 # grade STEP DIR: run the grader with a bound.  A graded chapter 2 takes 2 s
 # here (6 s with the broken copy's 5 s barrier wait), a filtered chapter 1 or 3
@@ -18,9 +18,9 @@ source "$ROOT/test/grade.bash"
 # $BATS_TEST_TMPDIR/told.
 grade() {
 	if [[ -n ${TRACE:-} ]]; then
-		run traced "$BATS_TEST_TMPDIR/told" timeout 120 bash "$ROOT/test/grade.sh" "$@"
+		run traced "$BATS_TEST_TMPDIR/told" timeout 120 bash "$ROOT/test/grade/grade.sh" "$@"
 	else
-		run timeout 120 bash "$ROOT/test/grade.sh" "$@"
+		run timeout 120 bash "$ROOT/test/grade/grade.sh" "$@"
 	fi
 	echo "$output"
 }
@@ -257,7 +257,7 @@ PY
 	assert_equal "$status" 3
 	assert_output --partial "cannot write into OUT="
 	refute_output --partial "building"
-	run timeout 60 bash "$ROOT/test/grade.sh" 2
+	run timeout 60 bash "$ROOT/test/grade/grade.sh" 2
 	assert_equal "$status" 3
 }
 
@@ -608,7 +608,7 @@ exit $rc'
 	# grader's place runs f6_build as that test would, with the grading's
 	# environment, then the server it built, and reports the one planned
 	# test
-	fake_bats "$(printf 'source %q\n' "$ROOT/test/f6.bash")"'
+	fake_bats "$(printf 'source %q\n' "$ROOT/test/signal-deadlock.bash")"'
 echo 1..1
 d=$(mktemp -d)
 f6_build "$SOURCE_DIR" "$d/f6" 2>&1 | sed "s/^/# /"
