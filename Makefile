@@ -13,8 +13,8 @@ BATS_FLAGS ?=
 # claim, each worked solution flips its check and each wrong answer fails
 # it (the attack lab's exercises too), a handout works on its own, every
 # README command runs, and a short stress run of the threaded chapters.
-TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) $(wildcard test/tools/tools.bats test/grade/grade.bats test/docs.bats))
-PROOF_FILES := test/patches.bats test/solutions.bats test/wrong-answers.bats test/lab.bats test/grade/handout.bats test/readme.bats test/timeline.bats test/grade/grade-class.bats
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) $(wildcard test/tools/tools.bats test/grade/grade.bats test/proofs/docs.bats))
+PROOF_FILES := test/proofs/patches.bats test/proofs/solutions.bats test/proofs/wrong-answers.bats test/proofs/lab.bats test/grade/handout.bats test/proofs/readme.bats test/proofs/timeline.bats test/grade/grade-class.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \
@@ -125,7 +125,7 @@ test/tools/%: test/tools/%.c
 test/tools/echoclient test/tools/loadgen test/tools/attack: test/tools/tools.h
 
 readme-diffs:
-	bash test/readme-diffs.sh
+	bash test/proofs/readme-diffs.sh
 
 test/tools/racehook.so: test/tools/racehook.c
 	$(CC) $(TOOL_CFLAGS) -U_POSIX_C_SOURCE -fPIC -shared -o $@ $< -ldl
@@ -144,10 +144,10 @@ bench: all $(TOOLS)
 # to N that has it; make diff STEP=N PATCH=K: patch K of chapter N's series.
 diff:
 ifneq ($(PATCH),)
-	@bash test/patches.sh show $(STEP) $(PATCH)
+	@bash test/proofs/patches.sh show $(STEP) $(PATCH)
 else
 	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make diff FROM=N TO=M, or make diff STEP=N PATCH=K"; exit 2; }
-	@bash test/chapter-diff.sh $(FROM) $(TO)
+	@bash test/proofs/chapter-diff.sh $(FROM) $(TO)
 endif
 
 # make stage STEP=N PATCH=K: build the state after patch K of chapter N's
@@ -159,28 +159,28 @@ STAGE_DIR = test/stages/step$(STEP)-$(STAGE_PATCH)
 stage:
 	@test -n "$(STEP)" -a -n "$(STAGE_PATCH)" || { echo "usage: make stage STEP=N PATCH=K (K: 0 to the number of patches)"; exit 2; }
 	@rm -rf $(STAGE_DIR)
-	@bash test/patches.sh apply $(STEP) $(STAGE_PATCH) $(STAGE_DIR)
+	@bash test/proofs/patches.sh apply $(STEP) $(STAGE_PATCH) $(STAGE_DIR)
 	@$(MAKE) -s -C $(STAGE_DIR)
 	@echo "built $(STAGE_DIR): try ECHOSERVER=$$PWD/$(STAGE_DIR)/echoserver bats test/step$(STEP).bats"
 
 # make attack STEP=N [ECHOSERVER=path] [ATTACK="name ..."]: hostile clients
-# against a chapter's server, one line per attack (test/attack.sh); it
+# against a chapter's server, one line per attack (test/proofs/attack.sh); it
 # fails (status 3 from attack.sh) when an attack broke the server.
 attack: all test/tools/attack test/tools/echoclient
 	@test -n "$(STEP)" || { echo "usage: make attack STEP=N [ECHOSERVER=path] [ATTACK=\"name ...\"]"; exit 2; }
-	@ATTACK=$(call shell_word,$(ATTACK)) bash test/attack.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
+	@ATTACK=$(call shell_word,$(ATTACK)) bash test/proofs/attack.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
 
 # make timeline STEP=N [SCENARIO=name] [ECHOSERVER=path]: run chapter N's
 # short scenario (or its SCENARIO: 5 has emfile) against its server and
-# draw what happened (test/timeline.sh).
+# draw what happened (test/proofs/timeline.sh).
 timeline: all test/tools/timeline test/tools/jobtrace.so
 	@test -n "$(STEP)" || { echo "usage: make timeline STEP=N [SCENARIO=emfile] [ECHOSERVER=path] (N: 1 to 5)"; exit 2; }
-	@SCENARIO=$(call shell_word,$(SCENARIO)) bash test/timeline.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
+	@SCENARIO=$(call shell_word,$(SCENARIO)) bash test/proofs/timeline.sh $(call shell_word,$(STEP)) $(if $(ECHOSERVER),$(call shell_word,$(ECHOSERVER)))
 
 # make timeline-png: each committed timeline as a PNG beside its SVG, as
-# headless Chromium draws it (test/timeline-png.sh).
+# headless Chromium draws it (test/proofs/timeline-png.sh).
 timeline-png:
-	@bash test/timeline-png.sh
+	@bash test/proofs/timeline-png.sh
 
 check: deps-check all $(TOOLS)
 	bash test/check.sh $(STEPS)

@@ -122,11 +122,11 @@ has_gate() { [[ " $GATES " == *" $1 "* ]]; }
 # and clang and is clang-formatted, as a learner's `make stage` gets it.
 stages() {
 	local k total rc=0 dir cc
-	total=$(bash test/patches.sh list "$1" | wc -l)
+	total=$(bash test/proofs/patches.sh list "$1" | wc -l)
 	for ((k = 1; k < total; k++)); do
 		dir=$WORK/stage$1-$k
 		say "stages: chapter $1 after patch $k, gcc and clang -Werror"
-		bash test/patches.sh apply "$1" "$k" "$dir" || {
+		bash test/proofs/patches.sh apply "$1" "$k" "$dir" || {
 			rc=1
 			continue
 		}

@@ -95,7 +95,7 @@ missing() {
 		have cppcheck || need+=(cppcheck)
 		have valgrind || need+=(valgrind)
 		have shellcheck || need+=(shellcheck)
-		# the browser check of the timelines (test/timeline.bats)
+		# the browser check of the timelines (test/proofs/timeline.bats)
 		have chromium || need+=(chromium)
 		# the READMEs rendered to HTML for that check
 		have cmark-gfm || need+=(cmark-gfm)

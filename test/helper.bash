@@ -30,7 +30,7 @@ ECHO_WAIT=$(scaled 5)
 # demo ARGS...: run $WORKQUEUE_DEMO with ARGS, bounded.  A queue whose
 # shutdown deadlocks (chapter 4's state after patch 3: a worker that leaves
 # holding jobs_mutex blocks the next to lock it; 1 run in 200 measured,
-# test/patches.bats) never returns; after DEMO_TIMEOUT seconds (20, scaled,
+# test/proofs/patches.bats) never returns; after DEMO_TIMEOUT seconds (20, scaled,
 # where a run of the demo takes 0.2 s) it is killed, and the output says so
 # last, with status 124.  A bound of its own: Bats' BATS_TEST_TIMEOUT kills
 # only a test's children, and run's grandchild keeps its output open.

@@ -227,7 +227,7 @@ strict_event_h() {
 # evbase_accept, but the main thread sleeps in epoll_wait() with nothing to
 # wake it, and only an event of its own base, a connection, makes it look
 # and exit.  Chapter 4's patch 2 makes the same signal stop the server at
-# once (test/patches.bats).  A base woken from another thread exits its loop
+# once (test/proofs/patches.bats).  A base woken from another thread exits its loop
 # in milliseconds (5 ms measured on chapter 4 after patch 2): 3 s without an
 # exit is 600 times that; the connection then ends it at the loop's next
 # turn, and 5 s bounds that.

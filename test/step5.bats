@@ -871,7 +871,7 @@ check_accept_pauses() {
 # refused clients and queued sockets held the descriptors, 2.1 s and more
 # at 32).  1 s is the bound asked of the server.
 @test "-c 2 at 32, 64 and 128 descriptors: a flood of 250 trickling refused clients delays a client under the limit by less than 1 s" {
-	run env ATTACK=low-fd-flood bash "$BATS_TEST_DIRNAME/attack.sh" 5 "$ECHOSERVER"
+	run env ATTACK=low-fd-flood bash "$BATS_TEST_DIRNAME/proofs/attack.sh" 5 "$ECHOSERVER"
 	sed 's/^/# /' <<<"$output" >&3
 	assert_success
 }

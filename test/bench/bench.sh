@@ -22,7 +22,7 @@
 #                        as server stepN-K, just before chapter N (default
 #                        "5:1": per-thread bases with bufferevents, between
 #                        chapter 4's threading model and chapter 5's hot
-#                        path); built by test/patches.sh in test/stages/
+#                        path); built by test/proofs/patches.sh in test/stages/
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -112,7 +112,7 @@ add_server() { # NAME COMMAND...
 add_stage() {
 	local sdir=test/stages/step$1-$2
 	rm -rf "$sdir"
-	if ! bash test/patches.sh apply "$1" "$2" "$sdir" >/dev/null ||
+	if ! bash test/proofs/patches.sh apply "$1" "$2" "$sdir" >/dev/null ||
 		! make -s -C "$sdir" >/dev/null 2>&1; then
 		say "bench: chapter $1 after patch $2 does not build: skipped"
 		return

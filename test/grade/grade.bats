@@ -664,8 +664,8 @@ echo "ok 1 every one of 1000 jobs runs exactly once on 4 workers # skip no machi
 
 @test "finding 7: LAB=K grades the attack lab's exercise K: the stage as handed out fails its attack, the next patch's server holds it" {
 	local stage=$BATS_TEST_TMPDIR/lab1 solved=$BATS_TEST_TMPDIR/solved
-	bash "$ROOT/test/patches.sh" apply 5 3 "$stage" >/dev/null
-	bash "$ROOT/test/patches.sh" apply 5 4 "$solved" >/dev/null
+	bash "$ROOT/test/proofs/patches.sh" apply 5 3 "$stage" >/dev/null
+	bash "$ROOT/test/proofs/patches.sh" apply 5 4 "$solved" >/dev/null
 	LAB=1 FORMAT=junit OUT=$BATS_TEST_TMPDIR/out grade 5 "$stage"
 	assert_equal "$status" 1
 	assert_line --regexp '^FAIL +attack-lab exercise 1: the fd-exhaustion attack holds$'

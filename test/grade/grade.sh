@@ -67,7 +67,7 @@
 #   LAB=K               (STEP=5) grade the attack lab's exercise K instead
 #                       (chapter 5's README, "Make each attack hold"): DIR's
 #                       echoserver.c on the stage the exercise starts from,
-#                       one test per attack its check names (test/attack.sh,
+#                       one test per attack its check names (test/proofs/attack.sh,
 #                       with the attack clients and the server in the box)
 #   GRADE_TEST_TIMEOUT, GRADE_TIMEOUT  the limits above, in seconds
 #   GRADE_MOUNT_NS=0    no mount namespace for the box (what a machine
@@ -101,7 +101,7 @@ misuse() {
 }
 
 # student_files N: the files chapter N's exercises ask a student to change
-# (test/solutions.bats checks that every worked solution stays inside them).
+# (test/proofs/solutions.bats checks that every worked solution stays inside them).
 student_files() {
 	case $1 in
 	1) echo echoserver.c ;;
@@ -403,8 +403,8 @@ mkdir -p "$copy" "$work/src"
 if [[ -n $lab ]]; then
 	# the stage the exercise starts from: chapter 5 after its patch N
 	rmdir "$copy"
-	bash "$ROOT/test/patches.sh" apply 5 "$lab_stage" "$copy" >/dev/null 2>&1 ||
-		misuse "cannot make chapter 5's stage $lab_stage (test/patches.sh)"
+	bash "$ROOT/test/proofs/patches.sh" apply 5 "$lab_stage" "$copy" >/dev/null 2>&1 ||
+		misuse "cannot make chapter 5's stage $lab_stage (test/proofs/patches.sh)"
 	make -s -C "$copy" clean >/dev/null 2>&1
 else
 	cp -- "$ref"/Makefile "$ref"/*.[ch] "$copy/"
@@ -979,7 +979,7 @@ echo "grade: $what against the copy of $dir ($planned planned; $test_limit s a t
 # (--tempdir: a run directory the box's user may enter, for the tests that
 # hand a program a file there; it can write nothing in it)
 if [[ -n $lab ]]; then
-	# one attack at a time, each a test: test/attack.sh's verdict (0 held,
+	# one attack at a time, each a test: test/proofs/attack.sh's verdict (0 held,
 	# 3 broke, 1 could not run) under the test's limit; then the box is
 	# emptied, as a test's teardown empties it
 	i=0 rc=0
@@ -991,7 +991,7 @@ if [[ -n $lab ]]; then
 			break
 		fi
 		timeout -k 5 "$test_limit" "$work/bin/reaper" env "PATH=$work/shim:$PATH" ATTACK="$a" \
-			bash "$ROOT/test/attack.sh" 5 "$work/bin/echoserver" >"$work/attack.out" 2>&1 </dev/null
+			bash "$ROOT/test/proofs/attack.sh" 5 "$work/bin/echoserver" >"$work/attack.out" 2>&1 </dev/null
 		arc=$?
 		"$box/end-test" 2>>"$work/attack.out" || arc=1
 		name="attack-lab exercise $lab: the $a attack holds"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # handout.sh STEP OUT: write the lab archive for chapter STEP to OUT (a
 # .tar.gz): the top level, chapters 1 to STEP and test/ without the worked
-# solutions and wrong answers (test/solutions/ and the files that apply
+# solutions and wrong answers (test/proofs/solutions/ and the files that apply
 # them) or the tests of later chapters, all as committed (HEAD); of
 # test/results/, the files its READMEs show or link to (the timelines).
 # Then unpack it in a scratch directory and prove that it stands alone: make
@@ -38,13 +38,13 @@ done
 
 # What a lab leaves out: the worked solutions and wrong answers, the tests
 # that apply them or need the chapters left out, and those chapters' tests.
-exclude=(':!test/solutions' ':!test/solutions.bats' ':!test/wrong-answers.bats'
-	':!test/exercises.bash' ':!test/lab.bats'
-	':!test/patches.bats' ':!test/stress.sh'
+exclude=(':!test/proofs/solutions' ':!test/proofs/solutions.bats' ':!test/proofs/wrong-answers.bats'
+	':!test/proofs/exercises.bash' ':!test/proofs/lab.bats'
+	':!test/proofs/patches.bats' ':!test/stress.sh'
 	# the tutorial's own proofs, which need every chapter: the README's
 	# claims, the tools' and the grader's tests (make test runs them when
 	# present)
-	':!test/docs.bats' ':!test/grade/grade.bats' ':!test/grade/junit.xsd' ':!test/tools/tools.bats')
+	':!test/proofs/docs.bats' ':!test/grade/grade.bats' ':!test/grade/junit.xsd' ':!test/tools/tools.bats')
 for c in "${chapters[@]}"; do
 	n=${c#step}
 	n=${n%%-*}
@@ -87,7 +87,8 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 tar -xzf "$out" -C "$scratch" || exit 1
 lab=$scratch/$prefix
-if [[ -e $lab/test/solutions ]] || ls "$lab"/test/*.patch >/dev/null 2>&1; then
+if [[ -e $lab/test/proofs/solutions ]] || compgen -G "$lab/test/*.patch" >/dev/null ||
+	compgen -G "$lab/test/*/*.patch" >/dev/null; then
 	echo "handout: the archive holds worked solutions" >&2
 	exit 1
 fi

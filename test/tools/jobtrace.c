@@ -1,7 +1,7 @@
 /*
  * jobtrace.so: an LD_PRELOAD library that records what the threads of a
- * work-queue program do, for chapter 2's timeline (test/timeline.sh), with
- * no change to the program.  One line per event is appended to the file
+ * work-queue program do, for chapter 2's timeline (test/proofs/timeline.sh),
+ * with no change to the program.  One line per event is appended to the file
  * named by JOBTRACE_LOG:
  *
  *   MS <tab> THREAD <tab> EVENT <tab> DETAIL

@@ -1,7 +1,7 @@
 /*
  * timeline: run one chapter's fixed scenario against an echo server and
  * print every event with its time, one tab-separated line each, for
- * test/timeline.sh to draw.
+ * test/proofs/timeline.sh to draw.
  *
  * It starts the server itself (-p 0 -v), so that the server's log lines and
  * the clients' events are stamped on one clock: milliseconds since the

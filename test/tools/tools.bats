@@ -255,12 +255,12 @@ result() {
 # starts its own servers and bounds every wait; one run takes about 20 s.
 @test "make attack: chapter 5 holds all 13 attacks, chapter 4 breaks at least one and the lab fails" {
 	make -s -C "$ROOT" test/tools/attack test/tools/echoclient >&2
-	run bash "$ROOT/test/attack.sh" 5
+	run bash "$ROOT/test/proofs/attack.sh" 5
 	echo "$output" | sed 's/^/# /' >&3
 	assert_success
 	assert_line "13 of 13 attacks held"
 	refute_line --regexp ' broken '
-	run bash "$ROOT/test/attack.sh" 4
+	run bash "$ROOT/test/proofs/attack.sh" 4
 	echo "$output" | sed 's/^/# /' >&3
 	assert_failure 3
 	assert_line --regexp '^([0-9]|1[0-2]) of 13 attacks held$'
@@ -269,13 +269,13 @@ result() {
 
 @test "make attack ATTACK=...: runs only the attacks named, and a name it does not know is a usage error" {
 	make -s -C "$ROOT" test/tools/attack test/tools/echoclient >&2
-	run env ATTACK="churn reset-storm" bash "$ROOT/test/attack.sh" 5
+	run env ATTACK="churn reset-storm" bash "$ROOT/test/proofs/attack.sh" 5
 	assert_success
 	assert_equal "${#lines[@]}" 3
 	assert_line --index 0 --regexp '^connect/close churn +held '
 	assert_line --index 1 --regexp '^reset storm +held '
 	assert_line --index 2 "2 of 2 attacks held"
-	run env ATTACK="churn slowlorris" bash "$ROOT/test/attack.sh" 5
+	run env ATTACK="churn slowlorris" bash "$ROOT/test/proofs/attack.sh" 5
 	assert_failure 2
 	assert_output --partial "no attack named 'slowlorris'"
 }

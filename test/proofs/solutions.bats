@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # The exercises of chapters 1 to 5: every one has a check (a test named
 # "exercise K: ..." in test/stepN.bats, tagged exercise) and a worked solution
-# (test/solutions/stepN-exK.patch; the stepN-exK.wrong-M.patch beside them
-# are wrong answers, test/wrong-answers.bats), and every check fails on its chapter's
+# (test/proofs/solutions/stepN-exK.patch; the stepN-exK.wrong-M.patch beside them
+# are wrong answers, test/proofs/wrong-answers.bats), and every check fails on its chapter's
 # code and passes on a copy of the chapter with the solution applied.
 #
 # A chapter is copied and built once; each solution is applied to a copy of
@@ -12,7 +12,7 @@ bats_load_library bats-support
 bats_load_library bats-assert
 load exercises
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 CHAPTERS=(1 2 3 4 5)
 
 setup_file() {
@@ -65,7 +65,7 @@ check_flips() {
 
 		copy=$BATS_TEST_TMPDIR/step$n-ex$k
 		copy_chapter "$n" "$copy"
-		patch -s -p1 -d "$copy" <"$ROOT/test/solutions/step$n-ex$k.patch" ||
+		patch -s -p1 -d "$copy" <"$ROOT/test/proofs/solutions/step$n-ex$k.patch" ||
 			fail "step$n-ex$k.patch does not apply to chapter $n"
 		# A solution that breaks the build on purpose is checked by
 		# its check; make's messages are in the log.
@@ -128,7 +128,7 @@ check_flips() {
 
 @test "every worked solution changes only the files test/grade/grade.sh takes from a student (chapter 4's Makefile with STUDENT_MAKEFILE=1)" {
 	local patch n files f
-	for patch in "$ROOT"/test/solutions/step*-ex*.patch; do
+	for patch in "$ROOT"/test/proofs/solutions/step*-ex*.patch; do
 		[[ $patch == *.wrong-*.patch ]] && continue
 		n=${patch##*/step}
 		n=${n%%-*}

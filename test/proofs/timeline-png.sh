@@ -2,11 +2,11 @@
 # timeline-png.sh [OUT]: screenshot every committed timeline
 # (test/results/timeline/*.svg) in headless Chromium, each at its own size,
 # to OUT/NAME.png (default: beside its SVG), for a page that shows PNG
-# only.  The browser check (test/timeline.bats) takes its screenshots here
+# only.  The browser check (test/proofs/timeline.bats) takes its screenshots here
 # too.  Needs chromium (bash test/deps.sh check installs it).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PICS=$ROOT/test/results/timeline
 OUT=${1:-$PICS}
 

@@ -5,10 +5,10 @@
 bats_load_library bats-support
 bats_load_library bats-assert
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 
 @test "every chapter's README ends with its current diff from the chapter before" {
-	run bash "$ROOT/test/readme-diffs.sh" --check
+	run bash "$ROOT/test/proofs/readme-diffs.sh" --check
 	assert_success
 }
 
@@ -30,7 +30,7 @@ ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 	for d in step*/patches; do
 		[[ -d $d ]] || continue
 		step=${d#step}
-		run bash test/patches.sh check "${step%%-*}"
+		run bash test/proofs/patches.sh check "${step%%-*}"
 		assert_success
 		checked=$((checked + 1))
 	done
@@ -89,7 +89,7 @@ ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 			! -path './test/stages/*' | sed 's|^\./||')
 	fi
 	((${#files[@]} > 10)) || fail "found only ${#files[@]} files to scan"
-	hits=$(printf '%s\0' "${files[@]}" | grep -zv '^test/docs\.bats$' |
+	hits=$(printf '%s\0' "${files[@]}" | grep -zv '^test/proofs/docs\.bats$' |
 		xargs -0 grep -n -I -i -E \
 			-e '\b(issue|ticket|bug|pr|pull request)s? *#?[0-9]+' \
 			-e '\b(the|our|issue|bug|project.s) tracker\b' \
@@ -144,7 +144,7 @@ anchors() {
 @test "every test a README names in quotes is a test that exists" {
 	cd "$ROOT"
 	local readme
-	sed -n 's/^@test "\(.*\)" {$/\1/p' test/*.bats >"$BATS_TEST_TMPDIR/names"
+	sed -n 's/^@test "\(.*\)" {$/\1/p' test/*.bats test/*/*.bats >"$BATS_TEST_TMPDIR/names"
 	for readme in README.md step*/README.md; do
 		awk '/<!-- (diff|patch):begin/ { gen = 1 }
 			/<!-- (diff|patch):end/ { gen = 0; next }
@@ -190,7 +190,7 @@ anchors() {
 @test "every claim in chapter 3's table of the article's claims has a verdict and a test that exists or a command" {
 	cd "$ROOT"
 	local rows row verdict evidence name n=0
-	sed -n 's/^@test "\(.*\)" {$/\1/p' test/*.bats >"$BATS_TEST_TMPDIR/names"
+	sed -n 's/^@test "\(.*\)" {$/\1/p' test/*.bats test/*/*.bats >"$BATS_TEST_TMPDIR/names"
 	rows=$(sed -n '/<!-- claims:begin -->/,/<!-- claims:end -->/p' \
 		step3-threaded-echo/README.md | grep '^| ' | tail -n +3)
 	[[ -n $rows ]] || fail "chapter 3's README has no claims table"

@@ -5,13 +5,13 @@
 # ATTACK=...), which exits 0 only when every attack named held.  For each
 # exercise: the check fails on its stage, passes with the chapter's next
 # patch applied (the worked solution), and rejects each of its wrong answers
-# (test/solutions/step5-labK.wrong-M.patch, applied to the stage) in every
+# (test/proofs/solutions/step5-labK.wrong-M.patch, applied to the stage) in every
 # one of WRONG_RUNS runs (default 3).
 
 bats_load_library bats-support
 bats_load_library bats-assert
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 README=$ROOT/step5-per-thread-base/README.md
 WRONG_RUNS=${WRONG_RUNS:-3}
 
@@ -42,7 +42,7 @@ lab_items() {
 # (a wrong answer) applied when one is given, built, in DIR.
 stage() {
 	local what="chapter 5 after patch $1"
-	bash "$ROOT/test/patches.sh" apply 5 "$1" "$2" >/dev/null ||
+	bash "$ROOT/test/proofs/patches.sh" apply 5 "$1" "$2" >/dev/null ||
 		fail "chapter 5's patches do not apply up to $1"
 	if [[ -n ${3:-} ]]; then
 		patch -s -p1 -d "$2" <"$3" || fail "${3##*/} does not apply after patch $1"
@@ -54,7 +54,7 @@ stage() {
 
 # run_lab SERVER ATTACKS: the lab's check against SERVER; sets status, output.
 run_lab() {
-	run env ATTACK="$2" bash "$ROOT/test/attack.sh" 5 "$1"
+	run env ATTACK="$2" bash "$ROOT/test/proofs/attack.sh" 5 "$1"
 }
 
 @test "every attack-lab exercise names its stage, the attacks its check runs, a difficulty and a time, and has two wrong answers" {
@@ -64,7 +64,7 @@ run_lab() {
 	while IFS=$'\t' read -r -u 9 k n attacks; do
 		[[ $n =~ ^[0-9]+$ ]] || fail "lab exercise $k names no stage (make stage STEP=5 PATCH=K)"
 		[[ $attacks != "?" ]] || fail "lab exercise $k names no ATTACK=..."
-		run env ATTACK="$attacks" bash "$ROOT/test/attack.sh" 5 /nonexistent
+		run env ATTACK="$attacks" bash "$ROOT/test/proofs/attack.sh" 5 /nonexistent
 		refute_output --partial "no attack named"
 		compgen -G "$ROOT/step5-per-thread-base/patches/$(printf '%02d' $((n + 1)))-*.patch" >/dev/null ||
 			fail "lab exercise $k: chapter 5 has no patch $((n + 1)) to solve it"
@@ -74,7 +74,7 @@ run_lab() {
 		assert_output --regexp '\*\((easy|medium|hard), [0-9]+ min\)\*'
 		assert_output --partial "make attack STEP=5"
 		count=0
-		for p in "$ROOT"/test/solutions/step5-lab"$k".wrong-*.patch; do
+		for p in "$ROOT"/test/proofs/solutions/step5-lab"$k".wrong-*.patch; do
 			[[ -e $p ]] || continue
 			count=$((count + 1))
 			head -1 "$p" | grep -qE "^Chapter 5, attack-lab exercise $k, a wrong answer: " ||
@@ -102,7 +102,7 @@ run_lab() {
 		assert_success
 		refute_line --regexp ' broken '
 
-		for p in "$ROOT"/test/solutions/step5-lab"$k".wrong-*.patch; do
+		for p in "$ROOT"/test/proofs/solutions/step5-lab"$k".wrong-*.patch; do
 			name=${p##*/}
 			dir=$BATS_TEST_TMPDIR/${name%.patch}
 			stage "$n" "$dir" "$p"

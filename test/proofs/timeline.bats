@@ -8,7 +8,7 @@
 bats_load_library bats-support
 bats_load_library bats-assert
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 # shellcheck source=test/server.bash
 source "$ROOT/test/server.bash"
 PICS=$ROOT/test/results/timeline
@@ -196,7 +196,7 @@ lesson_jobs() {
 
 # run_timeline STEP: a fresh run into $OUT, checked.
 run_timeline() {
-	TIMELINE_OUT=$OUT run bash "$ROOT/test/timeline.sh" "$1"
+	TIMELINE_OUT=$OUT run bash "$ROOT/test/proofs/timeline.sh" "$1"
 	assert_success
 	[[ -s $OUT/step$1.svg ]]
 	run lesson "$1" "$OUT/step$1.tsv"
@@ -209,7 +209,7 @@ run_timeline() {
 
 # bats test_tags=flaw
 @test "timeline, chapter 2: still wrong: after workqueue_shutdown() all 4 workers sleep again in pthread_cond_wait, none leaves" {
-	TIMELINE_OUT=$OUT run bash "$ROOT/test/timeline.sh" 2
+	TIMELINE_OUT=$OUT run bash "$ROOT/test/proofs/timeline.sh" 2
 	assert_success
 	[[ -s $OUT/step2.svg ]]
 	run lesson_jobs 2 "$OUT/step2.tsv"
@@ -217,7 +217,7 @@ run_timeline() {
 }
 
 @test "timeline, chapter 2's picture: chapter 4's queue beside it, every worker leaves within 200 ms of the shutdown" {
-	TIMELINE_OUT=$OUT run bash "$ROOT/test/timeline.sh" 2
+	TIMELINE_OUT=$OUT run bash "$ROOT/test/proofs/timeline.sh" 2
 	assert_success
 	run lesson_jobs 4 "$OUT/step2.tsv"
 	assert_success
@@ -237,7 +237,7 @@ run_timeline() {
 }
 
 @test "timeline, chapter 5: out of descriptors the server pauses, without spinning; clients arriving in the pause are served within 0.5 s of descriptors coming back" {
-	TIMELINE_OUT=$OUT SCENARIO=emfile run bash "$ROOT/test/timeline.sh" 5
+	TIMELINE_OUT=$OUT SCENARIO=emfile run bash "$ROOT/test/proofs/timeline.sh" 5
 	assert_success
 	[[ -s $OUT/step5-emfile.svg ]]
 	run lesson 5-emfile "$OUT/step5-emfile.tsv"
@@ -299,14 +299,14 @@ run_timeline() {
 	for s in 1 3 4 5 5-emfile; do
 		run lesson "$s" "$PICS/step$s.tsv"
 		assert_success
-		awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$PICS/step$s.tsv" >"$OUT/step$s.svg"
+		awk -f "$ROOT/test/proofs/svg.awk" -f "$ROOT/test/proofs/timeline.awk" "$PICS/step$s.tsv" >"$OUT/step$s.svg"
 		cmp "$OUT/step$s.svg" "$PICS/step$s.svg"
 	done
 	for s in 2 4; do
 		run lesson_jobs "$s" "$PICS/step2.tsv"
 		assert_success
 	done
-	awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline-jobs.awk" "$PICS/step2.tsv" >"$OUT/step2.svg"
+	awk -f "$ROOT/test/proofs/svg.awk" -f "$ROOT/test/proofs/timeline-jobs.awk" "$PICS/step2.tsv" >"$OUT/step2.svg"
 	cmp "$OUT/step2.svg" "$PICS/step2.svg"
 }
 
@@ -508,7 +508,7 @@ render_readmes() {
 	need chromium chromium
 	local svg name n i=0 label labels names=()
 	# the screenshots, as make timeline-png takes them
-	run bash "$ROOT/test/timeline-png.sh" "$OUT/png"
+	run bash "$ROOT/test/proofs/timeline-png.sh" "$OUT/png"
 	assert_success
 	# One page: each SVG in an <object>, the text of the document
 	# Chromium built from it copied out (a broken SVG is a parser error

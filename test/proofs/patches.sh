@@ -26,7 +26,7 @@
 # error.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
 
@@ -100,7 +100,7 @@ check() {
 			bad=1
 		fi
 	done
-	((bad == 0)) || die "refresh the series: test/patches.sh unpack/pack"
+	((bad == 0)) || die "refresh the series: test/proofs/patches.sh unpack/pack"
 	echo "$(chapter "$step"): $(series "$step" | wc -l) patches reproduce it"
 }
 

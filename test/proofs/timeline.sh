@@ -2,7 +2,7 @@
 # timeline.sh STEP [SERVER]: run chapter STEP's scenario (test/tools/timeline.c)
 # against SERVER (default: the chapter's echoserver; any server with the
 # chapters' interface) and write OUT/stepSTEP.tsv, the events, and
-# OUT/stepSTEP.svg, their picture (test/timeline.awk, test/svg.awk).  OUT is
+# OUT/stepSTEP.svg, their picture (test/proofs/timeline.awk, test/proofs/svg.awk).  OUT is
 # $TIMELINE_OUT, default test/results/timeline (test/results/latest/timeline
 # with a SERVER).  Chapter 2 has no server: its timeline is the work-queue
 # demo's threads, seen through test/tools/jobtrace.so, beside chapter 4's.
@@ -12,7 +12,7 @@
 # wait; the held clients close and the three are served.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STEP=${1:?usage: timeline.sh STEP [SERVER]}
 # A picture of another server goes to test/results/latest/, not over the
 # chapter's committed one.
@@ -86,7 +86,7 @@ if [[ $STEP == 2 ]]; then
 		rm -f "$OUT/jobtrace.log"
 	} >"$OUT/step2.tsv.tmp"
 	mv "$OUT/step2.tsv.tmp" "$OUT/step2.tsv"
-	awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline-jobs.awk" "$OUT/step2.tsv" >"$OUT/step2.svg"
+	awk -f "$ROOT/test/proofs/svg.awk" -f "$ROOT/test/proofs/timeline-jobs.awk" "$OUT/step2.tsv" >"$OUT/step2.svg"
 	echo "timeline: wrote ${OUT#"$ROOT"/}/step2.svg and step2.tsv"
 	[[ -n ${TIMELINE_OUT:-} ]] || echo "timeline: make timeline-png redraws step2.png from it"
 	exit 0
@@ -120,7 +120,7 @@ shown=$SERVER
 	"$ROOT/test/tools/timeline" "$NAME" "$SERVER"
 } >"$OUT/$NAME.tsv.tmp"
 mv "$OUT/$NAME.tsv.tmp" "$OUT/$NAME.tsv"
-awk -f "$ROOT/test/svg.awk" -f "$ROOT/test/timeline.awk" "$OUT/$NAME.tsv" >"$OUT/$NAME.svg"
+awk -f "$ROOT/test/proofs/svg.awk" -f "$ROOT/test/proofs/timeline.awk" "$OUT/$NAME.tsv" >"$OUT/$NAME.svg"
 echo "timeline: wrote ${OUT#"$ROOT"/}/$NAME.svg and $NAME.tsv"
 # the committed pictures have screenshots beside them
 [[ -z ${TIMELINE_OUT:-} && -z ${2:-} ]] || exit 0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # Wrong answers to the exercises of chapters 1 to 5: each exercise has at
-# least two (test/solutions/stepN-exK.wrong-M.patch, each starting with what
+# least two (test/proofs/solutions/stepN-exK.wrong-M.patch, each starting with what
 # is wrong with it), mistakes a student would plausibly make, and its check
 # rejects every one of them, every time: WRONG_RUNS runs each (default 3).
 # A check that must win a race against a wrong answer makes the race happen
@@ -15,7 +15,7 @@ bats_load_library bats-support
 bats_load_library bats-assert
 load exercises
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 CHAPTERS=(1 2 3 4 5)
 WRONG_RUNS=${WRONG_RUNS:-3}
 
@@ -26,7 +26,7 @@ setup_file() {
 # wrong_answers N K: chapter N exercise K's wrong-answer patches.
 wrong_answers() {
 	local p
-	for p in "$ROOT"/test/solutions/step"$1"-ex"$2".wrong-*.patch; do
+	for p in "$ROOT"/test/proofs/solutions/step"$1"-ex"$2".wrong-*.patch; do
 		[[ -e $p ]] && printf '%s\n' "$p"
 	done
 }

@@ -1,4 +1,4 @@
-# exercises.bash: what test/solutions.bats and test/wrong-answers.bats share,
+# exercises.bash: what test/proofs/solutions.bats and test/proofs/wrong-answers.bats share,
 # loaded by both (load exercises): where a chapter is, which exercises have
 # worked solutions, and how one exercise's check runs against a copy of the
 # chapter.  ROOT is the tutorial's top directory.
@@ -10,10 +10,10 @@ chapter_dir() {
 }
 
 # solutions N: the numbers of chapter N's worked solutions
-# (test/solutions/stepN-exK.patch), one a line.
+# (test/proofs/solutions/stepN-exK.patch), one a line.
 solutions() {
 	local p
-	for p in "$ROOT"/test/solutions/step"$1"-ex*.patch; do
+	for p in "$ROOT"/test/proofs/solutions/step"$1"-ex*.patch; do
 		[[ -e $p && $p != *.wrong-*.patch ]] || continue
 		p=${p##*-ex}
 		printf '%s\n' "${p%.patch}"

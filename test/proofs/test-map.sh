@@ -5,10 +5,10 @@
 #
 # The map is generated, so that it cannot drift: a file is described where
 # it is written, at its top.  With --check, change nothing and fail (exit 1)
-# if test/README.md is not what this script writes; test/readme.bats runs
+# if test/README.md is not what this script writes; test/proofs/readme.bats runs
 # that.  A file with no header comment is an error (exit 1): write one.
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."
 
 # header FILE: the first paragraph of FILE's header comment (up to a blank
 # line or an indented table), on one line:
@@ -56,7 +56,7 @@ declare -A DIRS=(
 	[proofs/]="The proofs of the tutorial itself (make proofs): each patch flips its claim, each worked solution passes its check and each wrong answer fails it, the attack lab holds, every README command runs and every picture is its events."
 	[history/]="The 2012 lineage's code as the tests rewrite it from the record (read_loops.c: its read loops, one per macro), which step3.bats compiles to show its history."
 	[results/]="Published measurements: a run of make bench (bench.md, summary.csv, bench.svg; new runs go to results/latest/) and make timeline's pictures (timeline/)."
-	[solutions/]="The exercises' worked solutions (stepN-exK.patch) and wrong answers (stepN-exK.wrong-M.patch), each starting with what it does; solutions.bats and wrong-answers.bats prove them."
+	[proofs/solutions/]="The exercises' worked solutions (stepN-exK.patch) and wrong answers (stepN-exK.wrong-M.patch), each starting with what it does; solutions.bats and wrong-answers.bats prove them."
 )
 
 # table DIR: the table of DIR ("" for test/ itself): a row for each file
@@ -127,7 +127,7 @@ map() {
 if [[ ${1:-} == --check ]]; then
 	new=$(map) || exit 1
 	if [[ $new != "$(cat README.md 2>/dev/null)" ]]; then
-		echo "test/README.md is stale: run bash test/test-map.sh" >&2
+		echo "test/README.md is stale: run bash test/proofs/test-map.sh" >&2
 		diff <(echo "$new") README.md >&2 || true
 		exit 1
 	fi

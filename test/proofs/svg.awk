@@ -1,5 +1,5 @@
-# svg.awk: the drawing functions test/timeline.awk and
-# test/timeline-jobs.awk share (awk -f svg.awk -f the picture's own file):
+# svg.awk: the drawing functions test/proofs/timeline.awk and
+# test/proofs/timeline-jobs.awk share (awk -f svg.awk -f the picture's own file):
 # x() maps a time in ms to a column, given LEFT, RIGHT, W and tend; esc()
 # makes a string safe in SVG text; text(), line() and rect() print one
 # element each.

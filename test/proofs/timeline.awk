@@ -1,5 +1,5 @@
 # timeline.awk: draw the events test/tools/timeline prints (with the "# key"
-# lines test/timeline.sh adds) as an SVG: one row per client, time across;
+# lines test/proofs/timeline.sh adds) as an SVG: one row per client, time across;
 # grey while a client waits for its first echo, then coloured by the thread
 # that serves it where the server's log names one; the signal and the
 # drain's deadline as vertical lines; out of descriptors, the accept pause

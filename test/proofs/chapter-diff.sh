@@ -7,7 +7,7 @@
 # from the chapter it came from, not as new.  Files no chapter up to FROM has
 # are shown whole, as new, and files chapter FROM has and TO drops as gone.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 (($# == 2)) && [[ $1 =~ ^[1-9]$ && $2 =~ ^[1-9]$ ]] || {
 	echo "usage: chapter-diff.sh FROM TO (chapter numbers)" >&2

@@ -1,13 +1,13 @@
 #!/usr/bin/env bats
 # Every patch of a chapter told as a series is proven: a test whose claim is
 # the patch's lesson fails on the state before the patch and passes on the
-# state after it.  Each state is built by test/patches.sh, as `make stage`
+# state after it.  Each state is built by test/proofs/patches.sh, as `make stage`
 # builds it for a learner.
 
 bats_load_library bats-support
 bats_load_library bats-assert
 
-ROOT=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 # shellcheck source=test/server.bash
 source "$ROOT/test/server.bash"
 # shellcheck source=test/signal-deadlock.bash
@@ -19,7 +19,7 @@ stage() {
 	local dir=$BATS_FILE_TMPDIR/step$1-$2
 	if [[ ! -x $dir/echoserver && ! -x $dir/workqueue_demo ]]; then
 		rm -rf "$dir"
-		bash "$ROOT/test/patches.sh" apply "$1" "$2" "$dir" >&2 ||
+		bash "$ROOT/test/proofs/patches.sh" apply "$1" "$2" "$dir" >&2 ||
 			return 1
 		make -s -C "$dir" >&2 || return 1
 	fi

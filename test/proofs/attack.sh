@@ -17,7 +17,7 @@
 # usage error.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=test/server.bash
 source "$ROOT/test/server.bash"
 

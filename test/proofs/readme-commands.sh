@@ -22,7 +22,7 @@
 # is always free there and nothing leaves the machine.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
 
 # blocks FILE: print "LINE<TAB>MARKER<TAB>COMMANDS" for each sh block, with

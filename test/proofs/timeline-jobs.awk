@@ -1,5 +1,5 @@
 # timeline-jobs.awk: draw chapter 2's timeline, the events test/tools/jobtrace.so
-# records in the work-queue demo (with the "# key" lines test/timeline.sh
+# records in the work-queue demo (with the "# key" lines test/proofs/timeline.sh
 # adds), as an SVG: one panel per chapter's queue, one row per worker
 # thread, time across; each job a coloured span, each sleep in
 # pthread_cond_wait a pale one, the shutdown's broadcast and the process's
