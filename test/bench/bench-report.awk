@@ -258,6 +258,9 @@ function short_label(c,    l) {
 	sub(/^ping-pong /, "", l)
 	sub(/ in flight/, "", l)
 	sub(/ conns?$/, "", l)
+	# one stream goes without saying
+	if (l ~ /^bulk /)
+		sub(/ × 1$/, "", l)
 	return l
 }
 

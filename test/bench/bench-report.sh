@@ -68,7 +68,7 @@ set style fill solid 0.75 border -1
 set yrange [0:*]
 set grid ytics
 set key top right
-set xtics scale 0
+set xtics scale 0 font ",10"
 set title "Throughput relative to $REF in the same round (higher is better)"
 set ylabel "× $REF"
 set xlabel "ping-pong: message size × connections, or × messages in flight × connections; bulk: one stream"
