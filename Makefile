@@ -7,14 +7,15 @@ TOOLS := test/tools/echoclient test/tools/loadgen test/tools/epoll_echo test/too
 # The exercise checks load it into a program to make a race happen every time.
 TOOLS += test/tools/racehook.so
 BATS_FLAGS ?=
-# make test: every chapter's behaviour, the tools, grading and the docs'
-# quick checks, what a learner runs after a change.  make test-all adds the
-# proofs of the tutorial itself, which take longer: each patch flips its
-# claim, each worked solution flips its check and each wrong answer fails
-# it (the attack lab's exercises too), a handout works on its own, every
-# README command runs, and a short stress run of the threaded chapters.
-TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) $(wildcard test/tools/tools.bats test/grade/grade.bats test/proofs/docs.bats))
-PROOF_FILES := test/proofs/patches.bats test/proofs/solutions.bats test/proofs/wrong-answers.bats test/proofs/lab.bats test/grade/handout.bats test/proofs/readme.bats test/proofs/timeline.bats test/grade/grade-class.bats
+# make test: every chapter's behaviour, the tools and the docs' quick
+# checks, what a learner runs after a change.  make test-all adds the
+# proofs of the tutorial itself and of its grading kit, which take longer:
+# each patch flips its claim, each worked solution flips its check and each
+# wrong answer fails it (the attack lab's exercises too), the grader grades
+# right and cannot be fooled, a handout works on its own, every README
+# command runs, and a short stress run of the threaded chapters.
+TEST_FILES := $(if $(STEP),test/step$(STEP).bats,$(sort $(wildcard test/step*.bats)) $(wildcard test/tools/tools.bats test/proofs/docs.bats))
+PROOF_FILES := test/grade/grade.bats test/proofs/patches.bats test/proofs/solutions.bats test/proofs/wrong-answers.bats test/proofs/lab.bats test/grade/handout.bats test/proofs/readme.bats test/proofs/timeline.bats test/grade/grade-class.bats
 
 # The test tools are plain C with no library; they use the chapters' flags.
 TOOL_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -O2 -g \

@@ -6,7 +6,8 @@
 # exercise: the check fails on its stage, passes with the chapter's next
 # patch applied (the worked solution), and rejects each of its wrong answers
 # (test/proofs/solutions/step5-labK.wrong-M.patch, applied to the stage) in every
-# one of WRONG_RUNS runs (default 3).
+# one of WRONG_RUNS runs (default 3).  And the lab fails what it should:
+# chapter 4 breaks attacks, and make attack STEP=4 exits 3.
 
 bats_load_library bats-support
 bats_load_library bats-assert
@@ -119,4 +120,15 @@ run_lab() {
 		done
 		echo "# lab exercise $k: $((SECONDS - t0)) s" >&3
 	done 9< <(lab_items)
+}
+
+# Chapter 4, with its F15 spin and no -c, breaks some attacks: the lab says
+# which, and exits 3.  (Chapter 5 holding all of them is in make test:
+# test/tools/tools.bats.)
+@test "make attack STEP=4: chapter 4 breaks at least one of the 13 attacks, and the lab exits 3" {
+	run bash "$ROOT/test/proofs/attack.sh" 4
+	echo "$output" | sed 's/^/# /' >&3
+	assert_failure 3
+	assert_line --regexp '^([0-9]|1[0-2]) of 13 attacks held$'
+	assert_line --regexp ' broken '
 }
